@@ -1,0 +1,11 @@
+import { crdFiles } from '../api/crds.ts';
+import { profileYaml } from '../providers/manifests.ts';
+import { PROVIDER_PROFILES } from '../providers/profiles.ts';
+
+/** Files derived from the source, keyed by repository path: the CRDs and one example per provider. */
+export function generatedFiles(): Map<string, string> {
+  const files = new Map<string, string>();
+  for (const [name, content] of crdFiles()) files.set(`crds/${name}`, content);
+  for (const p of PROVIDER_PROFILES) files.set(`examples/providers/${p.id}.yaml`, profileYaml(p));
+  return files;
+}

@@ -1,0 +1,65 @@
+import { parseArgs } from 'node:util';
+import { crdsYaml } from '../api/crds.ts';
+import { profileYaml } from '../providers/manifests.ts';
+import { findProfile, PROVIDER_PROFILES } from '../providers/profiles.ts';
+
+const USAGE = `Usage: plugboard <command> [options]
+
+Commands:
+  crds                         Print the CustomResourceDefinitions (kubectl apply -f -)
+  init <provider> [--name N] [--namespace NS]
+                               Print a ready-to-edit manifest set for a provider
+  init --list                  List the providers init knows
+  help                         Show this help
+
+Run 'plugboard <command> --help' for a command's options.`;
+
+type Command = (args: string[]) => Promise<number> | number;
+
+const commands: Record<string, Command> = {
+  crds: () => {
+    process.stdout.write(crdsYaml());
+    return 0;
+  },
+  init: (args) => {
+    const { values, positionals } = parseArgs({
+      args,
+      allowPositionals: true,
+      options: { list: { type: 'boolean' }, name: { type: 'string' }, namespace: { type: 'string' } },
+    });
+    if (values.list) {
+      const width = Math.max(...PROVIDER_PROFILES.map((p) => p.id.length));
+      for (const p of PROVIDER_PROFILES) console.log(`${p.id.padEnd(width)}  ${p.displayName}  ${p.url}`);
+      return 0;
+    }
+    const id = positionals[0];
+    const profile = id ? findProfile(id) : undefined;
+    if (!profile) {
+      console.error(
+        `${id ? `unknown provider ${JSON.stringify(id)}` : 'name a provider'}; one of: ${PROVIDER_PROFILES.map((p) => p.id).join(', ')}`,
+      );
+      return 2;
+    }
+    process.stdout.write(profileYaml(profile, { name: values.name, namespace: values.namespace }));
+    return 0;
+  },
+  help: () => {
+    console.log(USAGE);
+    return 0;
+  },
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [name = 'help', ...rest] = argv;
+  const command = commands[name === '--help' || name === '-h' ? 'help' : name];
+  if (!command) {
+    console.error(`plugboard: unknown command ${JSON.stringify(name)}\n\n${USAGE}`);
+    return 2;
+  }
+  try {
+    return await command(rest);
+  } catch (err) {
+    console.error(`plugboard ${name}: ${err instanceof Error ? err.message : String(err)}`);
+    return 2;
+  }
+}

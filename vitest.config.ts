@@ -1,0 +1,28 @@
+import { defineConfig } from 'vitest/config';
+
+if (Number(process.versions.node.split('.')[0]) < 24) {
+  throw new Error(`Plugboard's tests need Node.js 24+ (this is ${process.version}); run them with npm test.`);
+}
+
+export default defineConfig({
+  test: {
+    reporters: ['default', ['json', { outputFile: 'reports/vitest.json' }]],
+    testTimeout: 30_000,
+    hookTimeout: 120_000,
+    projects: [
+      {
+        extends: true,
+        test: { name: 'unit', include: ['test/**/*.test.ts'], exclude: ['test/**/*.kube.test.ts'] },
+      },
+      {
+        // Runs against a real kube-apiserver + etcd (see test/support/cluster.ts).
+        extends: true,
+        test: {
+          name: 'kube',
+          include: ['test/**/*.kube.test.ts'],
+          globalSetup: ['test/support/global-setup.ts'],
+        },
+      },
+    ],
+  },
+});
