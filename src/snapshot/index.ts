@@ -1,0 +1,3 @@
+export * from './codec.ts';
+export * from './public-view.ts';
+export * from './schema.ts';
