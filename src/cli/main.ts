@@ -10,6 +10,12 @@ Commands:
   init <provider> [--name N] [--namespace NS]
                                Print a ready-to-edit manifest set for a provider
   init --list                  List the providers init knows
+  mock-provider --profile <name> [--listen host:port] [--api-key K] [--latency-ms N] [--chunk-delay-ms N]
+                [--fail-status N] [--model-count N] [--tls [--ca-out FILE]]
+                               Run a simulated upstream provider until SIGINT/SIGTERM
+  operator [--namespace NS] [--watch-namespaces a,b] [--listen 0.0.0.0:8081] [--leader-elect=false]
+           [--concurrency 16] [--log-level info]
+                               Run the operator (in cluster, or with KUBECONFIG)
   help                         Show this help
 
 Run 'plugboard <command> --help' for a command's options.`;
@@ -17,6 +23,7 @@ Run 'plugboard <command> --help' for a command's options.`;
 type Command = (args: string[]) => Promise<number> | number;
 
 const commands: Record<string, Command> = {
+  operator: async (args) => (await import('./operator.ts')).runOperator(args),
   crds: () => {
     process.stdout.write(crdsYaml());
     return 0;
@@ -43,6 +50,8 @@ const commands: Record<string, Command> = {
     process.stdout.write(profileYaml(profile, { name: values.name, namespace: values.namespace }));
     return 0;
   },
+  'mock-provider': async (args) => (await import('./mock-provider.ts')).runMockProvider(args),
+
   help: () => {
     console.log(USAGE);
     return 0;
