@@ -1,0 +1,73 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { KubeConfig } from '@kubernetes/client-node';
+import pino from 'pino';
+import { Operator } from '../operator/operator.ts';
+
+const SA_NAMESPACE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+
+export function parseListen(value: string, flag = '--listen'): { host: string; port: number } {
+  const m = /^(.*):(\d+)$/.exec(value);
+  if (!m) throw new Error(`${flag} must be host:port, not ${JSON.stringify(value)}`);
+  return { host: (m[1] || '0.0.0.0').replace(/^\[(.*)\]$/, '$1'), port: Number(m[2]) };
+}
+
+export async function runOperator(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      namespace: { type: 'string' },
+      'watch-namespaces': { type: 'string' },
+      listen: { type: 'string', default: '0.0.0.0:8081' },
+      'leader-elect': { type: 'string', default: 'true' },
+      concurrency: { type: 'string', default: '16' },
+      'log-level': { type: 'string', default: 'info' },
+    },
+  });
+  const log = pino({ level: values['log-level'], base: { component: 'operator' } });
+  const namespace =
+    values.namespace ??
+    process.env.POD_NAMESPACE ??
+    (existsSync(SA_NAMESPACE) ? readFileSync(SA_NAMESPACE, 'utf8').trim() : 'plugboard-system');
+  const kc = new KubeConfig();
+  kc.loadFromDefault(); // in-cluster service account, else KUBECONFIG / ~/.kube/config
+  const concurrency = Number(values.concurrency);
+  if (!Number.isInteger(concurrency) || concurrency < 1)
+    throw new Error('--concurrency must be a positive integer');
+
+  let exitCode = 0;
+  const operator = new Operator({
+    kubeConfig: kc,
+    namespace,
+    watchNamespaces: values['watch-namespaces']
+      ?.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+    identity: `${hostname()}-${process.pid}`,
+    log,
+    leaderElection: values['leader-elect'] !== 'false',
+    concurrency,
+    probeListen: parseListen(values.listen),
+    onLostLeadership: () => {
+      // A clean restart is the safe way back to standby (client-go's controllers do the same).
+      log.error('lost leadership; exiting');
+      exitCode = 1;
+      void shutdown();
+    },
+  });
+  let done: () => void = () => {};
+  const finished = new Promise<void>((r) => {
+    done = r;
+  });
+  const shutdown = async () => {
+    await operator.stop();
+    done();
+  };
+  process.once('SIGTERM', () => void shutdown());
+  process.once('SIGINT', () => void shutdown());
+  await operator.start();
+  log.info({ namespace, probes: operator.probeAddress }, 'operator running');
+  await finished;
+  return exitCode;
+}

@@ -1,0 +1,90 @@
+import type { ProviderType } from '../../api/provider-connection.ts';
+import type { DiscoveredModel } from '../verification/verify.ts';
+
+export interface AllowlistRef {
+  name: string;
+  generation?: number;
+  models: string[];
+}
+
+export const isGlob = (p: string) => p.includes('*');
+
+const globCache = new Map<string, RegExp>();
+export function globToRegExp(pattern: string): RegExp {
+  let re = globCache.get(pattern);
+  if (!re) {
+    re = new RegExp(
+      `^${pattern
+        .split('*')
+        .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+        .join('.*')}$`,
+    );
+    if (globCache.size > 10_000) globCache.clear();
+    globCache.set(pattern, re);
+  }
+  return re;
+}
+
+export function matches(pattern: string, id: string): boolean {
+  return isGlob(pattern) ? globToRegExp(pattern).test(id) : pattern === id;
+}
+
+export interface Exposure {
+  /** Upstream models exposed through the gateway (before the connection's prefix). */
+  exposed: DiscoveredModel[];
+  perAllowlist: Map<string, { exposed: string[]; missing: string[] }>;
+}
+
+/**
+ * Which models a connection exposes, from what the upstream listed (undefined when it could not list them)
+ * and the allowlists naming it. Azure lists base models, not deployments, so its allowlist entries are taken
+ * as deployment names; an upstream without /models exposes its allowlists' exact IDs (globs need a list).
+ */
+export function computeExposure(
+  provider: ProviderType,
+  discovered: DiscoveredModel[] | undefined,
+  allowlists: AllowlistRef[],
+): Exposure {
+  const perAllowlist = new Map<string, { exposed: string[]; missing: string[] }>();
+  const exposed = new Map<string, DiscoveredModel>();
+  if (provider === 'AzureOpenAI' || discovered === undefined) {
+    for (const a of allowlists) {
+      const ids = a.models.filter((m) => !isGlob(m));
+      for (const id of ids) exposed.set(id, { id });
+      perAllowlist.set(a.name, { exposed: ids, missing: [] });
+    }
+    return { exposed: sortById([...exposed.values()]), perAllowlist };
+  }
+  if (allowlists.length === 0) return { exposed: sortById([...discovered]), perAllowlist };
+  const byId = new Map(discovered.map((m) => [m.id, m]));
+  for (const a of allowlists) {
+    const own: string[] = [];
+    const missing: string[] = [];
+    for (const pattern of a.models) {
+      if (!isGlob(pattern)) {
+        const m = byId.get(pattern);
+        if (m) {
+          exposed.set(m.id, m);
+          own.push(m.id);
+        } else missing.push(pattern);
+        continue;
+      }
+      const re = globToRegExp(pattern);
+      let any = false;
+      for (const m of discovered) {
+        if (re.test(m.id)) {
+          exposed.set(m.id, m);
+          own.push(m.id);
+          any = true;
+        }
+      }
+      if (!any) missing.push(pattern);
+    }
+    perAllowlist.set(a.name, { exposed: [...new Set(own)].sort(), missing });
+  }
+  return { exposed: sortById([...exposed.values()]), perAllowlist };
+}
+
+function sortById(models: DiscoveredModel[]): DiscoveredModel[] {
+  return models.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}

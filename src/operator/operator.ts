@@ -1,0 +1,538 @@
+import { createServer, type Server } from 'node:http';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { API_VERSION, GROUP, parseDuration, VERSION } from '../api/common.ts';
+import type { ModelAllowlist, ModelAllowlistStatus } from '../api/model-allowlist.ts';
+import { type ProviderConnection, ProviderConnectionSpec } from '../api/provider-connection.ts';
+import { SNAPSHOT_SECRET_NAME } from '../snapshot/codec.ts';
+import {
+  type ConnectionPlan,
+  isVerificationDue,
+  normaliseStatus,
+  planConnection,
+  rememberOutcome,
+  type SecretState,
+  type VerificationMemory,
+  verificationFingerprint,
+} from './logic/connection-status.ts';
+import type { AllowlistRef } from './logic/exposure.ts';
+import { OperatorMetrics } from './metrics.ts';
+import { type Condition, mergeConditions } from './runtime/conditions.ts';
+import { Controller, type ReconcileContext, type ReconcileResult } from './runtime/controller.ts';
+import { EventRecorder } from './runtime/events.ts';
+import { Informer, type ObjectWithMeta, objectKey } from './runtime/informer.ts';
+import { KubeClient, KubeError, resourcePath } from './runtime/kube.ts';
+import { LeaderElector } from './runtime/leader-election.ts';
+import { WorkQueue } from './runtime/queue.ts';
+import { SnapshotWriter } from './snapshot-writer.ts';
+import { verifyConnection } from './verification/verify.ts';
+
+export interface OperatorOptions {
+  kubeConfig: KubeConfig;
+  /** The operator's own namespace: the snapshot Secret and the leader Lease live here. */
+  namespace: string;
+  /** Namespaces to watch; empty means all. */
+  watchNamespaces?: string[];
+  identity: string;
+  log: Logger;
+  leaderElection?: boolean;
+  leaseName?: string;
+  snapshotSecretName?: string;
+  concurrency?: number;
+  /** host:port for /healthz, /readyz and /metrics; omit to serve nothing. */
+  probeListen?: { host: string; port: number };
+  /** Shorter lease timings for tests. */
+  leaseDurationMs?: number;
+  retryPeriodMs?: number;
+  renewDeadlineMs?: number;
+  /** Called when leadership is lost (the CLI exits so the pod restarts cleanly). */
+  onLostLeadership?: () => void;
+}
+
+type Conn = ProviderConnection & ObjectWithMeta;
+type Allow = ModelAllowlist & ObjectWithMeta;
+interface SecretMeta extends ObjectWithMeta {}
+interface Secret {
+  metadata: { resourceVersion?: string };
+  data?: Record<string, string>;
+}
+
+const CONNECTIONS = 'providerconnections';
+const ALLOWLISTS = 'modelallowlists';
+
+export class Operator {
+  readonly metrics = new OperatorMetrics();
+  private readonly o: OperatorOptions;
+  private readonly client: KubeClient;
+  private readonly log: Logger;
+  private readonly events: EventRecorder;
+  private readonly memory = new Map<string, VerificationMemory>();
+  private readonly connInformers: Informer<Conn>[] = [];
+  private readonly allowInformers: Informer<Allow>[] = [];
+  private readonly secretInformers: Informer<SecretMeta>[] = [];
+  private readonly connQueue = new WorkQueue();
+  private readonly allowQueue = new WorkQueue();
+  private readonly controllers: Controller[] = [];
+  private readonly writer: SnapshotWriter;
+  private elector: LeaderElector | undefined;
+  private server: Server | undefined;
+  private running = false;
+  private startedLeading: Promise<void> | undefined;
+
+  constructor(o: OperatorOptions) {
+    this.o = o;
+    this.client = new KubeClient(o.kubeConfig);
+    this.log = o.log;
+    this.events = new EventRecorder(this.client, 'plugboard-operator', o.log);
+    this.writer = new SnapshotWriter({
+      client: this.client,
+      namespace: o.namespace,
+      name: o.snapshotSecretName ?? SNAPSHOT_SECRET_NAME,
+      log: o.log.child({ component: 'snapshot' }),
+      onWritten: (generation, bytes) => {
+        this.metrics.snapshotGeneration.set(generation);
+        this.metrics.snapshotBytes.set(bytes);
+        this.metrics.snapshotLastSync.set(Date.now() / 1000);
+      },
+    });
+  }
+
+  get snapshotGeneration(): number {
+    return this.writer.currentGeneration;
+  }
+
+  get isLeader(): boolean {
+    return this.running;
+  }
+
+  async start(): Promise<void> {
+    if (this.o.probeListen) await this.serveProbes(this.o.probeListen);
+    if (this.o.leaderElection === false) {
+      await this.lead();
+      return;
+    }
+    this.elector = new LeaderElector(
+      this.client,
+      {
+        namespace: this.o.namespace,
+        name: this.o.leaseName ?? 'plugboard-operator',
+        identity: this.o.identity,
+        leaseDurationMs: this.o.leaseDurationMs,
+        retryPeriodMs: this.o.retryPeriodMs,
+        renewDeadlineMs: this.o.renewDeadlineMs,
+      },
+      this.log,
+    );
+    this.elector.run(
+      () => {
+        this.startedLeading = this.lead().catch((err) =>
+          this.log.error({ err: (err as Error).message }, 'failed to start'),
+        );
+      },
+      () => {
+        this.metrics.isLeader.set(0);
+        void this.stopControllers();
+        this.o.onLostLeadership?.();
+      },
+    );
+  }
+
+  async stop(): Promise<void> {
+    await this.startedLeading;
+    await this.stopControllers();
+    await this.elector?.stop();
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+    this.server?.closeAllConnections();
+    this.client.close();
+  }
+
+  /** Waits until the current snapshot content has been written. */
+  async flushSnapshot(): Promise<void> {
+    await this.writer.flush();
+  }
+
+  private namespaces(): (string | undefined)[] {
+    return this.o.watchNamespaces?.length ? this.o.watchNamespaces : [undefined];
+  }
+
+  private async lead(): Promise<void> {
+    this.running = true;
+    this.metrics.isLeader.set(1);
+    const previous = await this.writer.load();
+    for (const c of previous?.connections ?? []) {
+      // Seed the last good models so a failing upstream keeps serving after a restart.
+      const at = c.status.lastVerifiedTime ? Date.parse(c.status.lastVerifiedTime) : Date.now();
+      this.memory.set(`${c.namespace}/${c.name}`, {
+        fingerprint: '',
+        outcome: {
+          ok: false,
+          reason: 'UpstreamError',
+          message: 'not verified since the operator started',
+          durationMs: 0,
+        },
+        checkedAt: 0,
+        nextDueAt: 0,
+        consecutiveFailures: 0,
+        lastGood: {
+          models: c.models.map((m) => ({ id: m.upstreamId, created: m.created, ownedBy: m.ownedBy })),
+          at,
+        },
+      });
+    }
+    if (this.o.snapshotSecretName === undefined && previous)
+      this.metrics.snapshotGeneration.set(previous.generation);
+
+    for (const ns of this.namespaces()) {
+      const connInf = new Informer<Conn>(
+        this.client,
+        { path: resourcePath({ group: GROUP, version: VERSION, plural: CONNECTIONS, namespace: ns }) },
+        this.log,
+      );
+      const allowInf = new Informer<Allow>(
+        this.client,
+        { path: resourcePath({ group: GROUP, version: VERSION, plural: ALLOWLISTS, namespace: ns }) },
+        this.log,
+      );
+      const secretInf = new Informer<SecretMeta>(
+        this.client,
+        {
+          path: resourcePath({ group: '', version: 'v1', plural: 'secrets', namespace: ns }),
+          metadataOnly: true,
+        },
+        this.log,
+      );
+      connInf.on((ev, obj, old) => {
+        // Our own status writes come back as updates; only spec (generation) changes and deletes need work.
+        if (ev === 'update' && old?.metadata?.generation === obj.metadata?.generation) return;
+        this.connQueue.add(objectKey(obj));
+      });
+      allowInf.on((ev, obj, old) => {
+        if (ev === 'update' && old?.metadata?.generation === obj.metadata?.generation) return;
+        const ns = obj.metadata?.namespace as string;
+        this.connQueue.add(`${ns}/${obj.spec?.connectionRef?.name}`);
+        if (old && old.spec?.connectionRef?.name !== obj.spec?.connectionRef?.name) {
+          this.connQueue.add(`${ns}/${old.spec?.connectionRef?.name}`);
+        }
+        if (ev !== 'delete') this.allowQueue.add(objectKey(obj));
+      });
+      secretInf.on((_ev, obj) => {
+        const ns = obj.metadata?.namespace;
+        for (const c of this.allConnections()) {
+          if (c.metadata?.namespace === ns && c.spec?.apiKeySecretRef?.name === obj.metadata?.name) {
+            this.connQueue.add(objectKey(c));
+          }
+        }
+      });
+      this.connInformers.push(connInf);
+      this.allowInformers.push(allowInf);
+      this.secretInformers.push(secretInf);
+    }
+    const all = [...this.connInformers, ...this.allowInformers, ...this.secretInformers];
+    for (const inf of all) inf.start();
+    await Promise.all(all.map((i) => i.waitForSync()));
+
+    // Connections deleted while no operator ran leave the snapshot now.
+    const live = new Set(this.allConnections().map(objectKey));
+    for (const key of this.writer.keys()) if (!live.has(key)) this.writer.delete(key);
+
+    const concurrency = this.o.concurrency ?? 16;
+    this.controllers.push(
+      new Controller({
+        name: 'providerconnection',
+        queue: this.connQueue,
+        reconcile: (key, ctx) => this.reconcileConnection(key, ctx),
+        log: this.log,
+        metrics: this.metrics.controller,
+        concurrency,
+        timeoutMs: 6 * 60_000,
+      }),
+      new Controller({
+        name: 'modelallowlist',
+        queue: this.allowQueue,
+        reconcile: (key, ctx) => this.reconcileAllowlist(key, ctx),
+        log: this.log,
+        metrics: this.metrics.controller,
+        concurrency: 4,
+      }),
+    );
+    for (const c of this.controllers) c.start();
+    this.log.info({ connections: live.size }, 'operator started');
+  }
+
+  private async stopControllers(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    this.writer.stop();
+    await Promise.all(this.controllers.map((c) => c.stop()));
+    await Promise.all(
+      [...this.connInformers, ...this.allowInformers, ...this.secretInformers].map((i) => i.stop()),
+    );
+  }
+
+  private allConnections(): Conn[] {
+    return this.connInformers.flatMap((i) => i.list());
+  }
+
+  private findConnection(key: string): Conn | undefined {
+    for (const i of this.connInformers) {
+      const c = i.get(key);
+      if (c) return c;
+    }
+    return undefined;
+  }
+
+  private allowlistsFor(namespace: string, name: string): Allow[] {
+    return this.allowInformers
+      .flatMap((i) => i.list())
+      .filter((a) => a.metadata?.namespace === namespace && a.spec?.connectionRef?.name === name);
+  }
+
+  private async resolveSecret(
+    namespace: string,
+    spec: ProviderConnectionSpec,
+    signal: AbortSignal,
+  ): Promise<SecretState> {
+    const ref = spec.apiKeySecretRef;
+    if (!ref) return { kind: 'none' };
+    try {
+      const s = await this.client.get<Secret>(`/api/v1/namespaces/${namespace}/secrets/${ref.name}`, {
+        signal,
+      });
+      const raw = s.data?.[ref.key];
+      if (raw === undefined) return { kind: 'keyMissing', secretName: ref.name, key: ref.key };
+      return {
+        kind: 'resolved',
+        apiKey: Buffer.from(raw, 'base64').toString('utf8').trim(),
+        version: s.metadata.resourceVersion ?? '',
+      };
+    } catch (err) {
+      // 403 is reported like 404 so the message never reveals what exists where the operator may not look.
+      if (KubeError.is(err, 404) || KubeError.is(err, 403)) return { kind: 'notFound', secretName: ref.name };
+      throw err;
+    }
+  }
+
+  private async reconcileConnection(
+    key: string,
+    ctx: ReconcileContext,
+  ): Promise<ReconcileResult | undefined> {
+    const [namespace, name] = key.split('/') as [string, string];
+    const cached = this.findConnection(key);
+    if (!cached || cached.metadata?.deletionTimestamp) {
+      this.memory.delete(key);
+      this.writer.delete(key);
+      this.metrics.forgetConnection(namespace, name);
+      for (const a of this.allowlistsFor(namespace, name)) this.allowQueue.add(objectKey(a));
+      return undefined;
+    }
+    const obj = structuredClone(cached);
+    const spec = ProviderConnectionSpec.parse(obj.spec);
+    const secret = await this.resolveSecret(namespace, spec, ctx.signal);
+    const allowlists: AllowlistRef[] = this.allowlistsFor(namespace, name).map((a) => ({
+      name: a.metadata.name,
+      generation: a.metadata.generation,
+      models: a.spec.models,
+    }));
+
+    let memory = this.memory.get(key);
+    if (spec.enabled && (secret.kind === 'none' || secret.kind === 'resolved')) {
+      const apiKey = secret.kind === 'resolved' ? secret.apiKey : undefined;
+      const fingerprint = verificationFingerprint(spec, apiKey);
+      if (isVerificationDue(memory, fingerprint, Date.now())) {
+        const outcome = await verifyConnection(
+          {
+            provider: spec.provider,
+            url: spec.url,
+            apiKey,
+            azureApiVersion: spec.azure?.apiVersion,
+            headers: spec.headers,
+            timeoutMs: parseDuration(spec.verification.timeout),
+          },
+          ctx.signal,
+        );
+        this.metrics.verificationDuration.observe({ provider: spec.provider }, outcome.durationMs / 1000);
+        this.metrics.verificationResults.inc({ reason: outcome.reason });
+        memory = rememberOutcome(
+          memory,
+          fingerprint,
+          outcome,
+          parseDuration(spec.verification.interval),
+          Date.now(),
+        );
+        this.memory.set(key, memory);
+        ctx.log.debug({ reason: outcome.reason, ms: Math.round(outcome.durationMs) }, 'verified');
+      }
+    }
+
+    const plan = planConnection({
+      namespace,
+      name,
+      generation: obj.metadata.generation ?? 0,
+      spec,
+      secret,
+      allowlists,
+      memory,
+      previousStatus: obj.status,
+      now: new Date(),
+    });
+    await this.applyPlan(obj, plan, ctx);
+    return plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs } : undefined;
+  }
+
+  private async applyPlan(obj: Conn, plan: ConnectionPlan, ctx: ReconcileContext) {
+    const { namespace, name } = obj.metadata as { namespace: string; name: string };
+    if (plan.statusChanged) {
+      const removed = Object.fromEntries(
+        Object.keys(obj.status ?? {})
+          .filter((k) => !(k in plan.status))
+          .map((k) => [k, null]),
+      );
+      await this.patchStatus(CONNECTIONS, namespace, name, { ...removed, ...plan.status });
+      this.metrics.statusWrites.inc({ kind: 'ProviderConnection' });
+      const before = obj.status?.conditions?.find((c) => c.type === 'Ready');
+      if (before?.reason !== plan.ready.reason || before?.status !== plan.ready.status) {
+        const involved = {
+          apiVersion: API_VERSION,
+          kind: 'ProviderConnection',
+          namespace,
+          name,
+          uid: obj.metadata.uid,
+        };
+        await this.events.record(
+          involved,
+          plan.ready.status === 'True' ? 'Normal' : 'Warning',
+          plan.ready.reason,
+          plan.ready.message,
+        );
+      }
+    }
+    if (plan.manyModels) {
+      const involved = {
+        apiVersion: API_VERSION,
+        kind: 'ProviderConnection',
+        namespace,
+        name,
+        uid: obj.metadata.uid,
+      };
+      const msg = plan.status.conditions?.find((c) => c.type === 'ModelsDiscovered')?.message ?? '';
+      await this.events.record(involved, 'Warning', 'TooManyModels', msg);
+    }
+    for (const a of plan.allowlists) {
+      const current = this.allowInformers.map((i) => i.get(`${namespace}/${a.name}`)).find(Boolean);
+      if (!current) continue;
+      const status: ModelAllowlistStatus = {
+        observedGeneration: a.generation,
+        conditions: mergeConditions(
+          current.status?.conditions as Condition[] | undefined,
+          a.conditions,
+          new Date(),
+        ),
+        exposedModels: a.exposedModels.slice(0, 1000),
+        missingModels: a.missingModels.slice(0, 1000),
+      };
+      if (JSON.stringify(normaliseStatus(status)) !== JSON.stringify(normaliseStatus(current.status ?? {}))) {
+        await this.patchStatus(ALLOWLISTS, namespace, a.name, status);
+        this.metrics.statusWrites.inc({ kind: 'ModelAllowlist' });
+      }
+    }
+    this.writer.set(`${namespace}/${name}`, plan.snapshot);
+    this.metrics.connectionUp.set({ namespace, name }, plan.ready.status === 'True' ? 1 : 0);
+    this.metrics.modelsExposed.set({ namespace, name }, plan.status.exposedModelCount ?? 0);
+    if (plan.status.discoveredModelCount !== undefined) {
+      this.metrics.modelsDiscovered.set({ namespace, name }, plan.status.discoveredModelCount);
+    }
+    const last = this.memory.get(`${namespace}/${name}`)?.lastGood?.at;
+    if (last) this.metrics.lastVerified.set({ namespace, name }, last / 1000);
+    ctx.log.debug({ ready: plan.ready.reason, wrote: plan.statusChanged }, 'reconciled');
+  }
+
+  private async reconcileAllowlist(key: string, ctx: ReconcileContext): Promise<ReconcileResult | undefined> {
+    const current = this.allowInformers.map((i) => i.get(key)).find(Boolean);
+    if (!current) return undefined;
+    const [namespace] = key.split('/') as [string];
+    const connName = current.spec.connectionRef.name;
+    if (this.findConnection(`${namespace}/${connName}`)) {
+      // The connection's reconcile computes this list's exposure together with its own.
+      this.connQueue.add(`${namespace}/${connName}`);
+      return undefined;
+    }
+    const g = current.metadata.generation ?? 0;
+    const msg = `ProviderConnection "${connName}" does not exist in namespace ${namespace}`;
+    const status: ModelAllowlistStatus = {
+      observedGeneration: g,
+      conditions: mergeConditions(
+        current.status?.conditions as Condition[] | undefined,
+        [
+          {
+            type: 'ResolvedRefs',
+            status: 'False',
+            reason: 'ConnectionNotFound',
+            message: msg,
+            observedGeneration: g,
+          },
+          {
+            type: 'Ready',
+            status: 'False',
+            reason: 'ConnectionNotFound',
+            message: msg,
+            observedGeneration: g,
+          },
+        ],
+        new Date(),
+      ),
+      exposedModels: [],
+      missingModels: [],
+    };
+    if (JSON.stringify(normaliseStatus(status)) !== JSON.stringify(normaliseStatus(current.status ?? {}))) {
+      await this.patchStatus(ALLOWLISTS, namespace, current.metadata.name, status);
+      this.metrics.statusWrites.inc({ kind: 'ModelAllowlist' });
+      ctx.log.debug('allowlist refers to a missing connection');
+    }
+    return undefined;
+  }
+
+  private async patchStatus(plural: string, namespace: string, name: string, status: unknown) {
+    try {
+      await this.client.request(
+        'PATCH',
+        resourcePath({ group: GROUP, version: VERSION, plural, namespace, name, subresource: 'status' }),
+        { body: { status }, contentType: 'application/merge-patch+json' },
+      );
+    } catch (err) {
+      if (KubeError.is(err, 404)) return; // deleted meanwhile; its delete event cleans up
+      throw err;
+    }
+  }
+
+  private ready(): { ok: boolean; detail: string } {
+    const informers = [...this.connInformers, ...this.allowInformers, ...this.secretInformers];
+    if (this.elector && !this.running) return { ok: true, detail: 'standby (not leader)' };
+    if (!this.running) return { ok: false, detail: 'starting' };
+    const unsynced = informers.filter((i) => !i.hasSynced).length;
+    if (unsynced) return { ok: false, detail: `${unsynced} caches not synced` };
+    if (this.writer.lastError) return { ok: true, detail: `leader; snapshot: ${this.writer.lastError}` };
+    return { ok: true, detail: `leader; snapshot generation ${this.writer.currentGeneration}` };
+  }
+
+  private async serveProbes(listen: { host: string; port: number }): Promise<void> {
+    this.server = createServer(async (req, res) => {
+      if (req.url === '/healthz') {
+        res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      } else if (req.url === '/readyz') {
+        const r = this.ready();
+        res.writeHead(r.ok ? 200 : 503, { 'content-type': 'text/plain' }).end(`${r.detail}\n`);
+      } else if (req.url === '/metrics') {
+        res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
+        res.end(await this.metrics.registry.metrics());
+      } else {
+        res.writeHead(404).end();
+      }
+    });
+    await new Promise<void>((resolve) => this.server?.listen(listen.port, listen.host, resolve));
+  }
+
+  get probeAddress(): string | undefined {
+    const a = this.server?.address();
+    return a && typeof a === 'object' ? `http://${a.address}:${a.port}` : undefined;
+  }
+}

@@ -1,0 +1,122 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { WorkQueue } from './queue.ts';
+
+export interface ReconcileResult {
+  /** Reconcile this key again after this long (periodic re-verification). */
+  requeueAfterMs?: number;
+}
+
+export interface ReconcileContext {
+  log: Logger;
+  signal: AbortSignal;
+}
+
+export type Reconciler = (key: string, ctx: ReconcileContext) => Promise<ReconcileResult | undefined>;
+
+/** An error that retrying cannot fix (invalid input): logged, not requeued. */
+export class TerminalError extends Error {}
+
+export class ControllerMetrics {
+  readonly reconciles: Counter<'controller' | 'result'>;
+  readonly duration: Histogram<'controller'>;
+  readonly depth: Gauge<'controller'>;
+
+  constructor(registry: Registry) {
+    this.reconciles = new Counter({
+      name: 'plugboard_operator_reconcile_total',
+      help: 'Reconciles by controller and result (success, requeue, error, terminal_error).',
+      labelNames: ['controller', 'result'],
+      registers: [registry],
+    });
+    this.duration = new Histogram({
+      name: 'plugboard_operator_reconcile_duration_seconds',
+      help: 'Time spent in one reconcile.',
+      labelNames: ['controller'],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    });
+    this.depth = new Gauge({
+      name: 'plugboard_operator_workqueue_depth',
+      help: 'Keys waiting, in flight or scheduled, by controller.',
+      labelNames: ['controller'],
+      registers: [registry],
+    });
+  }
+}
+
+export interface ControllerOptions {
+  name: string;
+  queue: WorkQueue;
+  reconcile: Reconciler;
+  log: Logger;
+  metrics: ControllerMetrics;
+  concurrency?: number;
+  /** Upper bound on one reconcile, so a stuck call never holds a worker. */
+  timeoutMs?: number;
+}
+
+/** Runs reconcile workers over a queue with controller-runtime's reconcileHandler semantics. */
+export class Controller {
+  private readonly opts: ControllerOptions;
+  private workers: Promise<void>[] = [];
+  private readonly abort = new AbortController();
+
+  constructor(opts: ControllerOptions) {
+    this.opts = opts;
+  }
+
+  start(): void {
+    const n = this.opts.concurrency ?? 8;
+    for (let i = 0; i < n; i++) this.workers.push(this.worker());
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    this.opts.queue.shutdown();
+    await Promise.all(this.workers);
+  }
+
+  private async worker(): Promise<void> {
+    const { queue, name, metrics } = this.opts;
+    for (;;) {
+      const key = await queue.get();
+      if (key === undefined) return;
+      metrics.depth.set({ controller: name }, queue.depth);
+      const log = this.opts.log.child({ controller: name, key, reconcileID: randomUUID() });
+      const timeout = AbortSignal.timeout(this.opts.timeoutMs ?? 60_000);
+      const signal = AbortSignal.any([timeout, this.abort.signal]);
+      const end = metrics.duration.startTimer({ controller: name });
+      try {
+        const res = await this.opts.reconcile(key, { log, signal });
+        queue.forget(key);
+        if (res?.requeueAfterMs !== undefined) queue.addAfter(key, res.requeueAfterMs);
+        metrics.reconciles.inc({
+          controller: name,
+          result: res?.requeueAfterMs !== undefined ? 'requeue' : 'success',
+        });
+      } catch (err) {
+        if (this.abort.signal.aborted) {
+          queue.done(key);
+          return;
+        }
+        if (err instanceof TerminalError) {
+          metrics.reconciles.inc({ controller: name, result: 'terminal_error' });
+          log.error({ err: err.message }, 'reconcile failed; not retrying');
+        } else {
+          const delay = queue.addRateLimited(key);
+          metrics.reconciles.inc({ controller: name, result: 'error' });
+          log.warn(
+            { err: (err as Error).message, retryInMs: Math.round(delay) },
+            'reconcile failed; retrying',
+          );
+        }
+      } finally {
+        end();
+        queue.done(key);
+        metrics.depth.set({ controller: name }, queue.depth);
+      }
+    }
+  }
+}

@@ -1,0 +1,159 @@
+import type { Logger } from 'pino';
+import { sleep } from './informer.ts';
+import { type KubeClient, KubeError } from './kube.ts';
+
+export interface LeaderElectionOptions {
+  namespace: string;
+  name: string;
+  identity: string;
+  leaseDurationMs?: number;
+  renewDeadlineMs?: number;
+  retryPeriodMs?: number;
+}
+
+interface Lease {
+  metadata: { name: string; namespace: string; resourceVersion?: string };
+  spec: {
+    holderIdentity?: string;
+    leaseDurationSeconds?: number;
+    acquireTime?: string;
+    renewTime?: string;
+    leaseTransitions?: number;
+  };
+}
+
+const microTime = (d: Date) => d.toISOString().replace('Z', '000Z');
+
+/**
+ * Leader election on a coordination.k8s.io/v1 Lease, as client-go does it: acquire when free or expired,
+ * renew every retry period, give up leadership when renewals fail past the renew deadline, release on stop.
+ */
+export class LeaderElector {
+  private readonly client: KubeClient;
+  private readonly log: Logger;
+  private readonly o: Required<LeaderElectionOptions>;
+  private readonly abort = new AbortController();
+  private leading = false;
+  private loop: Promise<void> | undefined;
+
+  constructor(client: KubeClient, opts: LeaderElectionOptions, log: Logger) {
+    this.client = client;
+    this.log = log.child({ lease: `${opts.namespace}/${opts.name}`, identity: opts.identity });
+    this.o = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000, ...opts };
+  }
+
+  get isLeader(): boolean {
+    return this.leading;
+  }
+
+  /** Runs until stopped; calls onStarted when leadership is acquired and onStopped when it is lost. */
+  run(onStarted: () => void, onStopped: () => void): void {
+    this.loop = this.electionLoop(onStarted, onStopped);
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.loop;
+    if (this.leading) {
+      this.leading = false;
+      await this.release();
+    }
+  }
+
+  private path(name?: string) {
+    return `/apis/coordination.k8s.io/v1/namespaces/${this.o.namespace}/leases${name ? `/${name}` : ''}`;
+  }
+
+  private async tryAcquireOrRenew(): Promise<boolean> {
+    const now = new Date();
+    const spec = {
+      holderIdentity: this.o.identity,
+      leaseDurationSeconds: Math.ceil(this.o.leaseDurationMs / 1000),
+      renewTime: microTime(now),
+    };
+    let lease: Lease;
+    try {
+      lease = await this.client.get<Lease>(this.path(this.o.name), { timeoutMs: this.o.retryPeriodMs * 2 });
+    } catch (err) {
+      if (!KubeError.is(err, 404)) throw err;
+      try {
+        await this.client.request('POST', this.path(), {
+          body: {
+            apiVersion: 'coordination.k8s.io/v1',
+            kind: 'Lease',
+            metadata: { name: this.o.name, namespace: this.o.namespace },
+            spec: { ...spec, acquireTime: microTime(now), leaseTransitions: 0 },
+          },
+        });
+        return true;
+      } catch (e) {
+        if (KubeError.is(e, 409)) return false;
+        throw e;
+      }
+    }
+    const held = lease.spec.holderIdentity;
+    const renewed = lease.spec.renewTime ? Date.parse(lease.spec.renewTime) : 0;
+    const expired = renewed + (lease.spec.leaseDurationSeconds ?? 0) * 1000 < now.getTime();
+    if (held && held !== this.o.identity && !expired) return false;
+    const mine = held === this.o.identity;
+    try {
+      await this.client.request('PUT', this.path(this.o.name), {
+        body: {
+          ...lease,
+          spec: {
+            ...lease.spec,
+            ...spec,
+            acquireTime: mine ? lease.spec.acquireTime : microTime(now),
+            leaseTransitions: (lease.spec.leaseTransitions ?? 0) + (mine ? 0 : 1),
+          },
+        },
+        timeoutMs: this.o.retryPeriodMs * 2,
+      });
+      return true;
+    } catch (err) {
+      if (KubeError.is(err, 409)) return false;
+      throw err;
+    }
+  }
+
+  private async electionLoop(onStarted: () => void, onStopped: () => void): Promise<void> {
+    let lastRenew = 0;
+    while (!this.abort.signal.aborted) {
+      let ok = false;
+      try {
+        ok = await this.tryAcquireOrRenew();
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'lease update failed');
+      }
+      const now = performance.now();
+      if (ok) {
+        lastRenew = now;
+        if (!this.leading) {
+          this.leading = true;
+          this.log.info('became leader');
+          onStarted();
+        }
+      } else if (this.leading && now - lastRenew > this.o.renewDeadlineMs) {
+        this.leading = false;
+        this.log.warn('lost leadership');
+        onStopped();
+      }
+      const jitter = this.leading ? 1 : 1 + Math.random() * 0.2;
+      await sleep(this.o.retryPeriodMs * jitter, this.abort.signal);
+    }
+  }
+
+  /** Lets another replica take over at once instead of waiting for the lease to expire. */
+  private async release(): Promise<void> {
+    try {
+      const lease = await this.client.get<Lease>(this.path(this.o.name));
+      if (lease.spec.holderIdentity !== this.o.identity) return;
+      await this.client.request('PUT', this.path(this.o.name), {
+        body: { ...lease, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1 } },
+      });
+      this.log.info('released leadership');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'could not release the lease');
+    }
+  }
+}

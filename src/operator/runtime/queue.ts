@@ -1,0 +1,138 @@
+/**
+ * A rate-limited work queue with client-go semantics: it holds keys, not events; a key is processed by at most
+ * one worker at a time (adding it while in flight marks it dirty, so it runs once more afterwards); failures are
+ * retried with per-key exponential backoff with jitter; a global token bucket caps the overall rate.
+ */
+export interface QueueOptions {
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  /** Global limit: sustained keys per second and burst. */
+  qps?: number;
+  burst?: number;
+}
+
+export class WorkQueue {
+  private readonly queue: string[] = [];
+  private readonly queued = new Set<string>();
+  private readonly processing = new Set<string>();
+  private readonly dirty = new Set<string>();
+  private readonly failures = new Map<string, number>();
+  private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
+  private readonly waiters: ((key: string | undefined) => void)[] = [];
+  private tokens: number;
+  private lastRefill = performance.now();
+  private shuttingDown = false;
+  private readonly opts: Required<QueueOptions>;
+
+  constructor(opts: QueueOptions = {}) {
+    this.opts = { baseDelayMs: 500, maxDelayMs: 300_000, qps: 50, burst: 200, ...opts };
+    this.tokens = this.opts.burst;
+  }
+
+  get length(): number {
+    return this.queue.length;
+  }
+
+  /** Keys waiting, in flight or scheduled for later. */
+  get depth(): number {
+    return this.queue.length + this.processing.size + this.timers.size;
+  }
+
+  add(key: string): void {
+    if (this.shuttingDown) return;
+    const scheduled = this.timers.get(key);
+    if (scheduled) {
+      clearTimeout(scheduled.timer);
+      this.timers.delete(key);
+    }
+    if (this.processing.has(key)) {
+      this.dirty.add(key);
+      return;
+    }
+    if (this.queued.has(key)) return;
+    this.queued.add(key);
+    const waiter = this.waiters.shift();
+    if (waiter) {
+      this.queued.delete(key);
+      this.processing.add(key);
+      waiter(key);
+    } else {
+      this.queue.push(key);
+    }
+  }
+
+  /** Adds the key after `ms`; an earlier schedule or an immediate add wins over a later one. */
+  addAfter(key: string, ms: number): void {
+    if (this.shuttingDown) return;
+    if (ms <= 0) {
+      this.add(key);
+      return;
+    }
+    const at = performance.now() + ms;
+    const existing = this.timers.get(key);
+    if (existing && existing.at <= at) return;
+    if (existing) clearTimeout(existing.timer);
+    const timer = setTimeout(() => {
+      this.timers.delete(key);
+      this.add(key);
+    }, ms);
+    timer.unref?.();
+    this.timers.set(key, { at, timer });
+  }
+
+  /** Requeues after this key's next backoff step: base·2^failures, capped, with ±25% jitter. */
+  addRateLimited(key: string): number {
+    const n = this.failures.get(key) ?? 0;
+    this.failures.set(key, n + 1);
+    const delay = Math.min(this.opts.maxDelayMs, this.opts.baseDelayMs * 2 ** n) * (0.75 + Math.random() / 2);
+    this.addAfter(key, delay);
+    return delay;
+  }
+
+  numRequeues(key: string): number {
+    return this.failures.get(key) ?? 0;
+  }
+
+  /** Clears the key's backoff (after a success). */
+  forget(key: string): void {
+    this.failures.delete(key);
+  }
+
+  /** Waits for the next key (respecting the global rate); undefined once shut down. */
+  async get(): Promise<string | undefined> {
+    await this.takeToken();
+    if (this.shuttingDown) return undefined;
+    const key = this.queue.shift();
+    if (key !== undefined) {
+      this.queued.delete(key);
+      this.processing.add(key);
+      return key;
+    }
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  done(key: string): void {
+    this.processing.delete(key);
+    if (this.dirty.delete(key)) this.add(key);
+  }
+
+  shutdown(): void {
+    this.shuttingDown = true;
+    for (const { timer } of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+    for (const w of this.waiters.splice(0)) w(undefined);
+  }
+
+  private async takeToken(): Promise<void> {
+    for (;;) {
+      const now = performance.now();
+      this.tokens = Math.min(this.opts.burst, this.tokens + ((now - this.lastRefill) / 1000) * this.opts.qps);
+      this.lastRefill = now;
+      if (this.tokens >= 1 || this.shuttingDown) {
+        this.tokens -= 1;
+        return;
+      }
+      await new Promise((r) => setTimeout(r, ((1 - this.tokens) / this.opts.qps) * 1000));
+    }
+  }
+}

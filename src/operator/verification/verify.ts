@@ -1,0 +1,311 @@
+import { Agent, errors, request } from 'undici';
+import type { ProviderType } from '../../api/provider-connection.ts';
+
+/** Condition reasons of a verification, each telling a person what to do. */
+export const VerificationReasons = [
+  'Verified',
+  'Unauthorized',
+  'Forbidden',
+  'ModelsEndpointUnsupported',
+  'RateLimited',
+  'UpstreamError',
+  'Timeout',
+  'DNSError',
+  'ConnectionRefused',
+  'TLSError',
+  'InvalidResponse',
+] as const;
+export type VerificationReason = (typeof VerificationReasons)[number];
+
+export interface VerifyTarget {
+  provider: ProviderType;
+  url: string;
+  apiKey?: string;
+  azureApiVersion?: string;
+  headers?: Record<string, string>;
+  timeoutMs: number;
+}
+
+export interface DiscoveredModel {
+  id: string;
+  created?: number;
+  ownedBy?: string;
+}
+
+export type VerifyOutcome =
+  | { ok: true; reason: 'Verified'; message: string; models: DiscoveredModel[]; durationMs: number }
+  | {
+      ok: false;
+      reason: Exclude<VerificationReason, 'Verified'>;
+      message: string;
+      statusCode?: number;
+      retryAfterMs?: number;
+      durationMs: number;
+    };
+
+const MAX_BODY_BYTES = 32 * 1024 * 1024;
+const ANTHROPIC_VERSION = '2023-06-01';
+const ANTHROPIC_MAX_PAGES = 100;
+
+let sharedAgent: Agent | undefined;
+function agent(): Agent {
+  // Verification never follows redirects (undici does not by default) and keeps few idle sockets.
+  sharedAgent ??= new Agent({ connections: 4, keepAliveTimeout: 10_000, connect: { timeout: 10_000 } });
+  return sharedAgent;
+}
+
+/** Where and how to ask an upstream for its models, per dialect. */
+export function modelsRequest(
+  t: VerifyTarget,
+  afterId?: string,
+): { url: string; headers: Record<string, string> } {
+  const headers: Record<string, string> = { accept: 'application/json', ...t.headers };
+  switch (t.provider) {
+    case 'AzureOpenAI': {
+      if (t.apiKey) headers['api-key'] = t.apiKey;
+      const q = new URLSearchParams({ 'api-version': t.azureApiVersion ?? '' });
+      return { url: `${t.url}/openai/models?${q}`, headers };
+    }
+    case 'Anthropic': {
+      if (t.apiKey) headers['x-api-key'] = t.apiKey;
+      headers['anthropic-version'] = ANTHROPIC_VERSION;
+      const q = new URLSearchParams({ limit: '1000', ...(afterId ? { after_id: afterId } : {}) });
+      return { url: `${t.url}/models?${q}`, headers };
+    }
+    default:
+      if (t.apiKey) headers.authorization = `Bearer ${t.apiKey}`;
+      return { url: `${t.url}/models`, headers };
+  }
+}
+
+/** Removes the key from anything an upstream says back before it reaches status, events or logs. */
+function scrub(text: string, key: string | undefined): string {
+  let out = text.replace(/\s+/g, ' ').trim();
+  if (key && key.length >= 4) out = out.split(key).join('[redacted]');
+  return out.length > 300 ? `${out.slice(0, 300)}...` : out;
+}
+
+function upstreamMessage(body: string): string {
+  try {
+    const j = JSON.parse(body) as {
+      error?: { message?: string } | string;
+      message?: string;
+      detail?: string;
+    };
+    if (typeof j.error === 'string') return j.error;
+    return j.error?.message ?? j.message ?? j.detail ?? body;
+  } catch {
+    return body;
+  }
+}
+
+function parseRetryAfter(v: string | string[] | undefined): number | undefined {
+  const s = Array.isArray(v) ? v[0] : v;
+  if (!s) return undefined;
+  const secs = Number(s);
+  if (Number.isFinite(secs)) return Math.max(0, secs * 1000);
+  const at = Date.parse(s);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+}
+
+const TLS_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'ERR_SSL_WRONG_VERSION_NUMBER',
+  'EPROTO',
+]);
+
+function networkFailure(
+  err: unknown,
+  host: string,
+  timeoutMs: number,
+): Omit<VerifyOutcome & { ok: false }, 'durationMs'> {
+  const e = err as {
+    code?: string;
+    name?: string;
+    message?: string;
+    cause?: { code?: string; message?: string };
+  };
+  const code = e.code ?? e.cause?.code ?? '';
+  const detail = e.cause?.message ?? e.message ?? String(err);
+  if (
+    e.name === 'TimeoutError' ||
+    e.name === 'AbortError' ||
+    err instanceof errors.HeadersTimeoutError ||
+    err instanceof errors.BodyTimeoutError ||
+    err instanceof errors.ConnectTimeoutError ||
+    code === 'UND_ERR_CONNECT_TIMEOUT' ||
+    code === 'ETIMEDOUT'
+  ) {
+    return {
+      ok: false,
+      reason: 'Timeout',
+      message: `${host} did not answer within ${timeoutMs / 1000}s; check that it is reachable from the cluster or raise spec.verification.timeout`,
+    };
+  }
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_NONAME') {
+    return { ok: false, reason: 'DNSError', message: `cannot resolve host ${host}; check spec.url` };
+  }
+  if (code === 'ECONNREFUSED') {
+    return {
+      ok: false,
+      reason: 'ConnectionRefused',
+      message: `connection refused by ${host}; is the server running and the URL's port right?`,
+    };
+  }
+  if (TLS_CODES.has(code) || /certificate|ssl|tls/i.test(detail)) {
+    return {
+      ok: false,
+      reason: 'TLSError',
+      message: `TLS with ${host} failed (${code || detail}); the server's certificate is not trusted or does not match the host`,
+    };
+  }
+  return { ok: false, reason: 'UpstreamError', message: `request to ${host} failed: ${code || detail}` };
+}
+
+/** Calls the upstream's model list the way its provider expects and classifies the outcome. */
+export async function verifyConnection(t: VerifyTarget, signal?: AbortSignal): Promise<VerifyOutcome> {
+  const started = performance.now();
+  const host = new URL(t.url).host;
+  const deadline = AbortSignal.timeout(t.timeoutMs);
+  const abort = signal ? AbortSignal.any([signal, deadline]) : deadline;
+  const finish = <T extends object>(o: T) => ({ ...o, durationMs: performance.now() - started });
+  const models: DiscoveredModel[] = [];
+  let afterId: string | undefined;
+  try {
+    for (let page = 0; page < ANTHROPIC_MAX_PAGES; page++) {
+      const { url, headers } = modelsRequest(t, afterId);
+      const path = new URL(url).pathname;
+      const res = await request(url, {
+        method: 'GET',
+        headers,
+        signal: abort,
+        dispatcher: agent(),
+        headersTimeout: t.timeoutMs,
+        bodyTimeout: t.timeoutMs,
+      });
+      const length = Number(res.headers['content-length'] ?? 0);
+      if (length > MAX_BODY_BYTES) {
+        res.body.destroy();
+        return finish({
+          ok: false as const,
+          reason: 'InvalidResponse' as const,
+          message: `GET ${path} returned ${length} bytes, more than the ${MAX_BODY_BYTES} allowed`,
+        });
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of res.body) {
+        size += (chunk as Buffer).length;
+        if (size > MAX_BODY_BYTES) {
+          res.body.destroy();
+          return finish({
+            ok: false as const,
+            reason: 'InvalidResponse' as const,
+            message: `GET ${path} returned more than ${MAX_BODY_BYTES} bytes`,
+          });
+        }
+        chunks.push(chunk as Buffer);
+      }
+      const text = Buffer.concat(chunks).toString('utf8');
+      const status = res.statusCode;
+      const said = () => scrub(upstreamMessage(text), t.apiKey);
+      if (status === 401) {
+        return finish({
+          ok: false as const,
+          reason: 'Unauthorized' as const,
+          statusCode: status,
+          message: `the upstream rejected the API key (HTTP 401: ${said()}); put a valid key in the referenced Secret`,
+        });
+      }
+      if (status === 403) {
+        return finish({
+          ok: false as const,
+          reason: 'Forbidden' as const,
+          statusCode: status,
+          message: `the API key may not list models (HTTP 403: ${said()}); check the key's permissions or project`,
+        });
+      }
+      if (status === 404 || status === 405) {
+        return finish({
+          ok: false as const,
+          reason: 'ModelsEndpointUnsupported' as const,
+          statusCode: status,
+          message: `GET ${path} returned HTTP ${status}: this upstream does not list its models; add the model IDs you use to a ModelAllowlist`,
+        });
+      }
+      if (status === 429) {
+        const retryAfterMs = parseRetryAfter(res.headers['retry-after']);
+        return finish({
+          ok: false as const,
+          reason: 'RateLimited' as const,
+          statusCode: status,
+          retryAfterMs,
+          message: `the upstream is rate limiting (HTTP 429${retryAfterMs !== undefined ? `, retry after ${Math.ceil(retryAfterMs / 1000)}s` : ''}): ${said()}`,
+        });
+      }
+      if (status < 200 || status >= 300) {
+        return finish({
+          ok: false as const,
+          reason: 'UpstreamError' as const,
+          statusCode: status,
+          message: `GET ${path} failed with HTTP ${status}: ${said()}`,
+        });
+      }
+      let body: { data?: unknown; has_more?: boolean; last_id?: string };
+      try {
+        body = JSON.parse(text) as typeof body;
+      } catch {
+        const type = res.headers['content-type'] ?? 'unknown';
+        return finish({
+          ok: false as const,
+          reason: 'InvalidResponse' as const,
+          statusCode: status,
+          message: `GET ${path} did not return JSON (content-type ${type}); is spec.url the API base, e.g. ending in /v1?`,
+        });
+      }
+      if (!Array.isArray(body.data)) {
+        return finish({
+          ok: false as const,
+          reason: 'InvalidResponse' as const,
+          statusCode: status,
+          message: `GET ${path} returned JSON without a "data" list of models; is spec.url the API base, e.g. ending in /v1?`,
+        });
+      }
+      for (const m of body.data as {
+        id?: unknown;
+        created?: unknown;
+        created_at?: unknown;
+        owned_by?: unknown;
+      }[]) {
+        if (typeof m?.id !== 'string' || !m.id) continue;
+        const created =
+          typeof m.created === 'number'
+            ? m.created
+            : typeof m.created_at === 'string'
+              ? Math.floor(Date.parse(m.created_at) / 1000) || undefined
+              : undefined;
+        models.push({
+          id: m.id,
+          ...(created !== undefined ? { created } : {}),
+          ...(typeof m.owned_by === 'string' ? { ownedBy: m.owned_by } : {}),
+        });
+      }
+      if (t.provider !== 'Anthropic' || !body.has_more || !body.last_id) break;
+      afterId = body.last_id;
+    }
+  } catch (err) {
+    return finish(networkFailure(err, host, t.timeoutMs));
+  }
+  return finish({
+    ok: true as const,
+    reason: 'Verified' as const,
+    models,
+    message: `listed ${models.length} models`,
+  });
+}

@@ -1,0 +1,167 @@
+import { describe, expect, it } from 'vitest';
+import { ProviderConnectionSpec } from '../../src/api/provider-connection.ts';
+import {
+  planConnection,
+  rememberOutcome,
+  verificationFingerprint,
+} from '../../src/operator/logic/connection-status.ts';
+import { computeExposure } from '../../src/operator/logic/exposure.ts';
+import { mergeConditions } from '../../src/operator/runtime/conditions.ts';
+import { WorkQueue } from '../../src/operator/runtime/queue.ts';
+
+describe('work queue', () => {
+  it('holds each key once and never hands the same key to two workers', async () => {
+    const q = new WorkQueue();
+    q.add('a');
+    q.add('a');
+    q.add('b');
+    expect(q.length).toBe(2);
+    const first = await q.get();
+    expect(first).toBe('a');
+    q.add('a'); // while in flight: marked dirty, not queued twice
+    expect(await q.get()).toBe('b');
+    expect(q.length).toBe(0);
+    q.done('a'); // dirty → queued again
+    expect(await q.get()).toBe('a');
+    q.shutdown();
+    expect(await q.get()).toBeUndefined();
+  });
+
+  it('backs off per key exponentially with jitter and forgets on success', () => {
+    const q = new WorkQueue({ baseDelayMs: 100, maxDelayMs: 1000 });
+    const delays = [1, 2, 3, 4, 5, 6].map(() => q.addRateLimited('k'));
+    expect(delays[0]).toBeGreaterThanOrEqual(75);
+    expect(delays[0]).toBeLessThanOrEqual(125);
+    expect(delays[3]).toBeGreaterThanOrEqual(600);
+    expect(delays[5]).toBeLessThanOrEqual(1250);
+    expect(q.numRequeues('k')).toBe(6);
+    q.forget('k');
+    expect(q.numRequeues('k')).toBe(0);
+    q.shutdown();
+  });
+
+  it('an earlier schedule wins over a later one', async () => {
+    const q = new WorkQueue();
+    q.addAfter('k', 10_000);
+    q.addAfter('k', 20);
+    const started = performance.now();
+    expect(await q.get()).toBe('k');
+    expect(performance.now() - started).toBeLessThan(1000);
+    q.shutdown();
+  });
+});
+
+describe('conditions', () => {
+  const t0 = new Date('2026-01-01T00:00:00Z');
+  const t1 = new Date('2026-01-01T01:00:00Z');
+  const ready = (status: 'True' | 'False', reason: string) => ({
+    type: 'Ready',
+    status,
+    reason,
+    message: reason,
+    observedGeneration: 1,
+  });
+
+  it('moves lastTransitionTime only when the status flips', () => {
+    const a = mergeConditions(undefined, [ready('True', 'Verified')], t0);
+    const b = mergeConditions(a, [ready('True', 'Verified')], t1);
+    expect(b[0]?.lastTransitionTime).toBe('2026-01-01T00:00:00Z');
+    const c = mergeConditions(b, [ready('False', 'Unauthorized')], t1);
+    expect(c[0]?.lastTransitionTime).toBe('2026-01-01T01:00:00Z');
+  });
+
+  it('truncates messages to the schema limit', () => {
+    const long = mergeConditions(undefined, [{ ...ready('False', 'X'), message: 'x'.repeat(40_000) }], t0);
+    expect(long[0]?.message.length).toBe(32_768);
+  });
+});
+
+describe('model exposure', () => {
+  const models = ['gpt-4o', 'gpt-4o-mini', 'o3', 'text-embedding-3-small'].map((id) => ({ id }));
+
+  it('exposes everything without an allowlist, and the union of allowlists otherwise', () => {
+    expect(computeExposure('OpenAI', models, []).exposed.length).toBe(4);
+    const e = computeExposure('OpenAI', models, [
+      { name: 'a', models: ['gpt-4o*'] },
+      { name: 'b', models: ['o3', 'o4'] },
+    ]);
+    expect(e.exposed.map((m) => m.id)).toEqual(['gpt-4o', 'gpt-4o-mini', 'o3']);
+    expect(e.perAllowlist.get('b')).toEqual({ exposed: ['o3'], missing: ['o4'] });
+  });
+
+  it('treats Azure allowlist entries as deployment names and exact IDs as enough without /models', () => {
+    expect(computeExposure('AzureOpenAI', models, [{ name: 'a', models: ['my-deploy'] }]).exposed).toEqual([
+      { id: 'my-deploy' },
+    ]);
+    expect(
+      computeExposure('OpenAI', undefined, [{ name: 'a', models: ['sonar-pro', 'sonar-*'] }]).exposed,
+    ).toEqual([{ id: 'sonar-pro' }]);
+  });
+});
+
+describe('connection status plan', () => {
+  const spec = ProviderConnectionSpec.parse({ url: 'http://127.0.0.1:1/v1' });
+  const ok = {
+    ok: true as const,
+    reason: 'Verified' as const,
+    message: 'listed 1 models',
+    models: [{ id: 'm' }],
+    durationMs: 1,
+  };
+  const base = {
+    namespace: 'ns',
+    name: 'c',
+    generation: 1,
+    spec,
+    secret: { kind: 'none' as const },
+    allowlists: [],
+  };
+
+  it('writes once, then nothing while the answer stays the same (lastVerifiedTime rides along with changes)', () => {
+    const fp = verificationFingerprint(spec, undefined);
+    const m1 = rememberOutcome(undefined, fp, ok, 300_000, Date.parse('2026-01-01T00:00:00Z'));
+    const p1 = planConnection({
+      ...base,
+      memory: m1,
+      previousStatus: undefined,
+      now: new Date('2026-01-01T00:00:00Z'),
+    });
+    expect(p1.statusChanged).toBe(true);
+    expect(p1.status.lastVerifiedTime).toBe('2026-01-01T00:00:00Z');
+    const m2 = rememberOutcome(m1, fp, ok, 300_000, Date.parse('2026-01-01T00:05:00Z'));
+    const p2 = planConnection({
+      ...base,
+      memory: m2,
+      previousStatus: p1.status,
+      now: new Date('2026-01-01T00:05:00Z'),
+    });
+    expect(p2.statusChanged).toBe(false);
+    expect(p2.snapshot.status.lastVerifiedTime).toBe('2026-01-01T00:05:00Z');
+    expect(p2.requeueAfterMs).toBeGreaterThan(250_000);
+  });
+
+  it('backs off while failing, honouring Retry-After', () => {
+    const fp = 'x';
+    const limited = {
+      ok: false as const,
+      reason: 'RateLimited' as const,
+      message: '',
+      retryAfterMs: 120_000,
+      durationMs: 1,
+    };
+    const m = rememberOutcome(undefined, fp, limited, 300_000, 0);
+    expect(m.nextDueAt).toBe(120_000);
+    const fail = { ok: false as const, reason: 'UpstreamError' as const, message: '', durationMs: 1 };
+    const f1 = rememberOutcome(undefined, fp, fail, 300_000, 0);
+    const f4 = rememberOutcome(
+      rememberOutcome(rememberOutcome(f1, fp, fail, 300_000, 0), fp, fail, 300_000, 0),
+      fp,
+      fail,
+      300_000,
+      0,
+    );
+    expect(f1.nextDueAt).toBeLessThanOrEqual(5_500);
+    expect(f4.nextDueAt).toBeGreaterThan(f1.nextDueAt);
+    expect(f4.consecutiveFailures).toBe(4);
+  });
+});
