@@ -4,14 +4,9 @@ import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import pino from 'pino';
 import { Operator } from '../operator/operator.ts';
+import { parseListen } from './args.ts';
 
 const SA_NAMESPACE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
-
-export function parseListen(value: string, flag = '--listen'): { host: string; port: number } {
-  const m = /^(.*):(\d+)$/.exec(value);
-  if (!m) throw new Error(`${flag} must be host:port, not ${JSON.stringify(value)}`);
-  return { host: (m[1] || '0.0.0.0').replace(/^\[(.*)\]$/, '$1'), port: Number(m[2]) };
-}
 
 export async function runOperator(args: string[]): Promise<number> {
   const { values } = parseArgs({

@@ -85,11 +85,18 @@ export class Controller {
       if (key === undefined) return;
       metrics.depth.set({ controller: name }, queue.depth);
       const log = this.opts.log.child({ controller: name, key, reconcileID: randomUUID() });
-      const timeout = AbortSignal.timeout(this.opts.timeoutMs ?? 60_000);
-      const signal = AbortSignal.any([timeout, this.abort.signal]);
+      // A plain controller and a cleared timer: AbortSignal.timeout/any would keep every signal alive until its
+      // timer fires (minutes), which at thousands of reconciles is most of the operator's heap.
+      const ac = new AbortController();
+      const timer = setTimeout(
+        () => ac.abort(new Error('reconcile timed out')),
+        this.opts.timeoutMs ?? 60_000,
+      );
+      const onStop = () => ac.abort(new Error('controller stopping'));
+      this.abort.signal.addEventListener('abort', onStop, { once: true });
       const end = metrics.duration.startTimer({ controller: name });
       try {
-        const res = await this.opts.reconcile(key, { log, signal });
+        const res = await this.opts.reconcile(key, { log, signal: ac.signal });
         queue.forget(key);
         if (res?.requeueAfterMs !== undefined) queue.addAfter(key, res.requeueAfterMs);
         metrics.reconciles.inc({
@@ -113,6 +120,8 @@ export class Controller {
           );
         }
       } finally {
+        clearTimeout(timer);
+        this.abort.signal.removeEventListener('abort', onStop);
         end();
         queue.done(key);
         metrics.depth.set({ controller: name }, queue.depth);

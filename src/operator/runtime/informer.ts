@@ -22,6 +22,13 @@ const METADATA_ACCEPT = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io
 const METADATA_LIST_ACCEPT =
   'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json';
 
+/** managedFields are often most of an object's bytes and no reconciler reads them; drop them from the cache. */
+function slim<T extends ObjectWithMeta>(o: T): T {
+  const m = o.metadata as { managedFields?: unknown } | undefined;
+  if (m?.managedFields) delete m.managedFields;
+  return o;
+}
+
 export function objectKey(o: ObjectWithMeta): string {
   const m = o.metadata ?? {};
   return m.namespace ? `${m.namespace}/${m.name}` : (m.name ?? '');
@@ -117,7 +124,7 @@ export class Informer<T extends ObjectWithMeta> {
         accept: this.opts.metadataOnly ? METADATA_LIST_ACCEPT : undefined,
         signal: this.abort.signal,
       });
-      for (const item of page.items ?? []) seen.set(objectKey(item), item); // null when empty (Go nil slice)
+      for (const item of page.items ?? []) seen.set(objectKey(item), slim(item)); // null when empty (Go nil slice)
       rv = page.metadata.resourceVersion;
       cont = page.metadata.continue ?? '';
     } while (cont);
@@ -147,6 +154,7 @@ export class Informer<T extends ObjectWithMeta> {
       const status = ev.object as unknown as { code?: number; reason?: string; message?: string };
       throw new KubeError(status.code ?? 0, status.reason ?? 'Unknown', status.message ?? 'watch error');
     }
+    slim(ev.object);
     const rv = ev.object.metadata?.resourceVersion;
     if (ev.type === 'BOOKMARK') {
       if (rv) this.resourceVersion = rv;

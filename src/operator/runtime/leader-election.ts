@@ -39,7 +39,12 @@ export class LeaderElector {
   constructor(client: KubeClient, opts: LeaderElectionOptions, log: Logger) {
     this.client = client;
     this.log = log.child({ lease: `${opts.namespace}/${opts.name}`, identity: opts.identity });
-    this.o = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000, ...opts };
+    this.o = {
+      ...opts,
+      leaseDurationMs: opts.leaseDurationMs ?? 15_000,
+      renewDeadlineMs: opts.renewDeadlineMs ?? 10_000,
+      retryPeriodMs: opts.retryPeriodMs ?? 2_000,
+    };
   }
 
   get isLeader(): boolean {

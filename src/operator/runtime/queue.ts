@@ -25,7 +25,12 @@ export class WorkQueue {
   private readonly opts: Required<QueueOptions>;
 
   constructor(opts: QueueOptions = {}) {
-    this.opts = { baseDelayMs: 500, maxDelayMs: 300_000, qps: 50, burst: 200, ...opts };
+    this.opts = {
+      baseDelayMs: opts.baseDelayMs ?? 500,
+      maxDelayMs: opts.maxDelayMs ?? 300_000,
+      qps: opts.qps ?? 100,
+      burst: opts.burst ?? 500,
+    };
     this.tokens = this.opts.burst;
   }
 

@@ -172,8 +172,15 @@ function networkFailure(
 export async function verifyConnection(t: VerifyTarget, signal?: AbortSignal): Promise<VerifyOutcome> {
   const started = performance.now();
   const host = new URL(t.url).host;
-  const deadline = AbortSignal.timeout(t.timeoutMs);
-  const abort = signal ? AbortSignal.any([signal, deadline]) : deadline;
+  // A cleared timer rather than AbortSignal.timeout/any, which stay alive until they fire.
+  const ac = new AbortController();
+  const timer = setTimeout(
+    () => ac.abort(Object.assign(new Error('timeout'), { name: 'TimeoutError' })),
+    t.timeoutMs,
+  );
+  const onAbort = () => ac.abort(signal?.reason);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  const abort = ac.signal;
   const finish = <T extends object>(o: T) => ({ ...o, durationMs: performance.now() - started });
   const models: DiscoveredModel[] = [];
   let afterId: string | undefined;
@@ -301,6 +308,9 @@ export async function verifyConnection(t: VerifyTarget, signal?: AbortSignal): P
     }
   } catch (err) {
     return finish(networkFailure(err, host, t.timeoutMs));
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
   }
   return finish({
     ok: true as const,
