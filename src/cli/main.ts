@@ -16,6 +16,8 @@ Commands:
   operator [--namespace NS] [--watch-namespaces a,b] [--listen 0.0.0.0:8081] [--leader-elect=false]
            [--concurrency 16] [--log-level info]
                                Run the operator (in cluster, or with KUBECONFIG)
+  gateway (--config-file F | --snapshot-secret NS/NAME) [--listen 0.0.0.0:8080] [--client-keys-file F] ...
+                               Run the OpenAI-compatible gateway ('plugboard gateway --help' for every option)
   help                         Show this help
 
 Run 'plugboard <command> --help' for a command's options.`;
@@ -24,6 +26,7 @@ type Command = (args: string[]) => Promise<number> | number;
 
 const commands: Record<string, Command> = {
   operator: async (args) => (await import('./operator.ts')).runOperator(args),
+  gateway: async (args) => (await import('./gateway.ts')).runGateway(args),
   crds: () => {
     process.stdout.write(crdsYaml());
     return 0;

@@ -1,0 +1,355 @@
+/**
+ * Gateway benchmark (`npm run bench:gateway`): one simulated upstream, four ways to reach it — direct, the Node
+ * floor (a minimal undici pass-through proxy), the Plugboard gateway and @portkey-ai/gateway — non-streaming and
+ * streaming at concurrency 1 and 32. Every server and the load generator run in separate processes on loopback.
+ * Prints throughput and added latency (p50/p99 over direct) with ratios to direct and to the floor, the gateway's
+ * RSS idle and under load, and a check of 1,000 concurrent open streams through the gateway.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+const NODE = process.execPath;
+const CELL_MS = Number(process.env.BENCH_CELL_MS ?? 3000);
+const WARMUP_MS = 700;
+const children: ChildProcess[] = [];
+
+function start(args: string[], env: Record<string, string> = {}): ChildProcess {
+  const child = spawn(NODE, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  return child;
+}
+
+/** Waits for a line matching re on stdout; keeps draining output afterwards. */
+function waitLine(child: ChildProcess, re: RegExp, timeoutMs = 20_000): Promise<RegExpExecArray> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    let errText = '';
+    const timer = setTimeout(
+      () => reject(new Error(`timed out waiting for ${re}: ${errText.slice(-500)}`)),
+      timeoutMs,
+    );
+    child.stderr?.on('data', (d: Buffer) => {
+      errText += d.toString();
+    });
+    child.stdout?.on('data', (d: Buffer) => {
+      if (buf === null) return;
+      buf += d.toString();
+      const m = re.exec(buf);
+      if (m) {
+        clearTimeout(timer);
+        buf = '';
+        resolve(m);
+      }
+      if (buf.length > 1e6) buf = buf.slice(-1e5);
+    });
+    child.on('exit', (code) => reject(new Error(`exited with ${code}: ${errText.slice(-500)}`)));
+  });
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+async function waitHttp(url: string, timeoutMs = 30_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    try {
+      await fetch(url);
+      return;
+    } catch {
+      await sleep(200);
+    }
+  }
+  throw new Error(`${url} did not come up`);
+}
+
+function rssMiB(pid: number | undefined): number {
+  if (!pid) return Number.NaN;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+interface LoadResult {
+  n: number;
+  errors: number;
+  firstError?: string;
+  rps: number;
+  p50: number;
+  p99: number;
+}
+
+async function load(
+  cfg: Record<string, unknown>,
+  sampleRssOf?: number,
+): Promise<LoadResult & { peakRss: number }> {
+  const child = spawn(NODE, [join(ROOT, 'bench/gateway-load.ts'), JSON.stringify(cfg)], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  let peakRss = 0;
+  const sampler = setInterval(() => {
+    if (sampleRssOf) peakRss = Math.max(peakRss, rssMiB(sampleRssOf));
+  }, 100);
+  await new Promise((r) => child.on('exit', r));
+  clearInterval(sampler);
+  return { ...(JSON.parse(out.trim().split('\n').at(-1) as string) as LoadResult), peakRss };
+}
+
+const CHAT = JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Hello, benchmark!' }] });
+const CHAT_STREAM = JSON.stringify({
+  model: 'gpt-4o',
+  messages: [{ role: 'user', content: 'Hello, benchmark!' }],
+  stream: true,
+});
+
+async function main(): Promise<void> {
+  const tmp = mkdtempSync(join(tmpdir(), 'plugboard-bench-'));
+  try {
+    const up = start(['bench/gateway-servers.ts', 'upstream', '0']);
+    const upPort = Number((await waitLine(up, /ready (\d+)/))[1]);
+    const upstream = `http://127.0.0.1:${upPort}`;
+    const fl = start(['bench/gateway-servers.ts', 'floor', '0', upstream]);
+    const floorUrl = `http://127.0.0.1:${(await waitLine(fl, /ready (\d+)/))[1]}`;
+
+    const snap = join(tmp, 'snapshot.json');
+    const ok = { status: 'True', reason: 'Verified', message: '' };
+    writeFileSync(
+      snap,
+      JSON.stringify({
+        format: 1,
+        generation: 1,
+        generatedAt: new Date().toISOString(),
+        connections: [
+          {
+            namespace: 'bench',
+            name: 'upstream',
+            provider: 'OpenAI',
+            url: `${upstream}/v1`,
+            apiKey: 'sk-bench',
+            headers: {},
+            dropParams: [],
+            tags: [],
+            timeouts: { connectMs: 10_000, firstByteMs: 60_000, idleMs: 60_000, totalMs: 600_000 },
+            serving: true,
+            status: { ready: ok, verified: ok },
+            models: [{ id: 'gpt-4o', upstreamId: 'gpt-4o' }],
+          },
+        ],
+      }),
+    );
+    // production settings (JSON access logs at info), output discarded so the bench process does not compete
+    const gwPort = await freePort();
+    const gw = spawn(
+      NODE,
+      ['bin/plugboard.js', 'gateway', '--config-file', snap, '--listen', `127.0.0.1:${gwPort}`],
+      {
+        cwd: ROOT,
+        stdio: ['ignore', 'ignore', 'inherit'],
+      },
+    );
+    children.push(gw);
+    const gwUrl = `http://127.0.0.1:${gwPort}`;
+    await waitHttp(`${gwUrl}/readyz`);
+    await sleep(1000);
+    const gwIdleRss = rssMiB(gw.pid);
+
+    const targets: { name: string; url: string; headers?: Record<string, string> }[] = [
+      { name: 'direct', url: upstream },
+      { name: 'floor (undici)', url: floorUrl },
+      { name: 'plugboard', url: gwUrl },
+    ];
+    let portkeyNote = '';
+    try {
+      const pkPort = await freePort();
+      children.push(
+        spawn(
+          NODE,
+          ['node_modules/@portkey-ai/gateway/build/start-server.js', `--port=${pkPort}`, '--headless'],
+          {
+            cwd: ROOT,
+            env: { ...process.env, NODE_ENV: 'production' },
+            stdio: 'ignore',
+          },
+        ),
+      );
+      const pkUrl = `http://127.0.0.1:${pkPort}`;
+      await waitHttp(pkUrl);
+      const probe = await fetch(`${pkUrl}/v1/chat/completions`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          authorization: 'Bearer sk-bench',
+          'x-portkey-provider': 'openai',
+          'x-portkey-custom-host': `${upstream}/v1`,
+        },
+        body: CHAT,
+      });
+      if (probe.status !== 200)
+        throw new Error(`probe returned HTTP ${probe.status}: ${(await probe.text()).slice(0, 200)}`);
+      targets.push({
+        name: 'portkey',
+        url: pkUrl,
+        headers: {
+          authorization: 'Bearer sk-bench',
+          'x-portkey-provider': 'openai',
+          'x-portkey-custom-host': `${upstream}/v1`,
+        },
+      });
+    } catch (err) {
+      portkeyNote = `@portkey-ai/gateway could not run here: ${(err as Error).message}`;
+    }
+
+    const results = new Map<string, LoadResult>();
+    let gwPeakRss = 0;
+    for (const mode of ['json', 'stream'] as const) {
+      for (const concurrency of [1, 32]) {
+        for (const t of targets) {
+          const r = await load(
+            {
+              url: t.url,
+              path: '/v1/chat/completions',
+              body: mode === 'json' ? CHAT : CHAT_STREAM,
+              headers: t.headers,
+              concurrency,
+              durationMs: CELL_MS,
+              warmupMs: WARMUP_MS,
+            },
+            t.name === 'plugboard' ? gw.pid : undefined,
+          );
+          if (t.name === 'plugboard') gwPeakRss = Math.max(gwPeakRss, r.peakRss);
+          results.set(`${t.name}|${mode}|${concurrency}`, r);
+          process.stderr.write('.');
+        }
+      }
+    }
+    process.stderr.write('\n');
+
+    // 1,000 concurrent open streams through the gateway (each ~1 s long)
+    const many = await load(
+      {
+        url: gwUrl,
+        path: '/v1/chat/completions',
+        body: JSON.stringify({
+          model: 'gpt-4o',
+          messages: [{ role: 'user', content: 'hi' }],
+          stream: true,
+          bench_delay_ms: 50,
+        }),
+        concurrency: 1000,
+        count: 1,
+      },
+      gw.pid,
+    );
+    gwPeakRss = Math.max(gwPeakRss, many.peakRss);
+
+    const f = (n: number, d = 2) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
+    const rows: string[][] = [
+      [
+        'target',
+        'mode',
+        'conc',
+        'req/s',
+        'p50 ms',
+        'p99 ms',
+        '+p50 ms',
+        '+p99 ms',
+        'rps/direct',
+        'rps/floor',
+        'err',
+      ],
+    ];
+    for (const mode of ['json', 'stream']) {
+      for (const c of [1, 32]) {
+        const d = results.get(`direct|${mode}|${c}`) as LoadResult;
+        const fl2 = results.get(`floor (undici)|${mode}|${c}`) as LoadResult;
+        for (const t of targets) {
+          const r = results.get(`${t.name}|${mode}|${c}`) as LoadResult;
+          rows.push([
+            t.name,
+            mode,
+            String(c),
+            f(r.rps, 0),
+            f(r.p50),
+            f(r.p99),
+            t.name === 'direct' ? '' : f(r.p50 - d.p50),
+            t.name === 'direct' ? '' : f(r.p99 - d.p99),
+            f(r.rps / d.rps),
+            f(r.rps / fl2.rps),
+            String(r.errors) + (r.firstError ? ` (${r.firstError})` : ''),
+          ]);
+        }
+      }
+    }
+    const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+    const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
+    console.log(line(rows[0] as string[]));
+    console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+    for (const r of rows.slice(1)) console.log(line(r));
+    console.log('');
+    for (const mode of ['json', 'stream']) {
+      const pb = results.get(`plugboard|${mode}|32`) as LoadResult;
+      const fl2 = results.get(`floor (undici)|${mode}|32`) as LoadResult;
+      const pk = results.get(`portkey|${mode}|32`);
+      console.log(
+        `${mode}, concurrency 32: plugboard = ${f((pb.rps / fl2.rps) * 100, 0)}% of the floor's throughput` +
+          (pk
+            ? `; plugboard/portkey = ${f(pb.rps / pk.rps, 1)}x; floor/portkey = ${f(fl2.rps / pk.rps, 1)}x`
+            : ''),
+      );
+    }
+    console.log(`plugboard RSS: idle ${f(gwIdleRss, 0)} MiB, peak under load ${f(gwPeakRss, 0)} MiB`);
+    console.log(
+      `1,000 concurrent open streams through plugboard: ${many.n} completed, ${many.errors} errors` +
+        (many.firstError ? ` (first: ${many.firstError})` : '') +
+        `, p50 ${f(many.p50, 0)} ms, p99 ${f(many.p99, 0)} ms`,
+    );
+    if (portkeyNote) console.log(portkeyNote);
+    const pkStream = results.get('portkey|stream|1');
+    if (pkStream?.errors)
+      console.log(
+        `portkey streaming failed here (${pkStream.firstError}); on Node 24 its server logs "TypeError: immutable" ` +
+          'when it appends headers to the upstream fetch Response',
+      );
+    console.log(
+      `(${CELL_MS} ms per cell after ${WARMUP_MS} ms warm-up; node ${process.version}; ${cpuModel()})`,
+    );
+  } finally {
+    for (const c of children) c.kill('SIGKILL');
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+function cpuModel(): string {
+  try {
+    return `${execFileSync('nproc').toString().trim()} cores`;
+  } catch {
+    return 'unknown cores';
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  for (const c of children) c.kill('SIGKILL');
+  process.exit(1);
+});

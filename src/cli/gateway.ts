@@ -1,0 +1,114 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { buildGateway } from '../gateway/app.ts';
+import { type ClientKeysSource, FileClientKeys, StaticClientKeys } from '../gateway/client-keys.ts';
+import { parseBytes, parseDurationMs } from '../gateway/errors.ts';
+import { FileSnapshotSource, type SnapshotSource } from '../gateway/snapshot-source.ts';
+import { parseListen } from './args.ts';
+
+export const GATEWAY_USAGE = `Usage: plugboard gateway [options]
+
+Serves the OpenAI-compatible API from a routing snapshot.
+
+  --config-file F              Snapshot file: JSON/YAML of the snapshot schema or the gzipped wire format (watched)
+  --snapshot-secret NS/NAME    Watch the operator's snapshot Secret (default name plugboard-snapshot)
+  --listen HOST:PORT           Default 0.0.0.0:8080
+  --metrics-listen HOST:PORT   Also serve /metrics on a separate listener
+  --client-keys-file F         Gateway API keys [{name, key | sha256, models?}] (watched)
+  --client-keys-secret NS/NAME Gateway API keys from a Secret (data key keys.yaml)
+                               (or PLUGBOARD_CLIENT_KEYS: the same list inline)
+  --ui-dir D                   Serve the built UI from D at / (default: the package's dist/ui when built)
+  --drain-timeout 30s          On SIGTERM/SIGINT, how long in-flight requests may finish
+  --max-json-body 8MiB         --max-multipart-body 25MiB
+  --log-level info             trace | debug | info | warn | error
+In cluster (KUBERNETES_SERVICE_HOST set) the service account is used, else KUBECONFIG.`;
+
+export async function runGateway(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      'config-file': { type: 'string' },
+      'snapshot-secret': { type: 'string' },
+      listen: { type: 'string', default: '0.0.0.0:8080' },
+      'metrics-listen': { type: 'string' },
+      'client-keys-file': { type: 'string' },
+      'client-keys-secret': { type: 'string' },
+      'ui-dir': { type: 'string' },
+      'drain-timeout': { type: 'string', default: '30s' },
+      'max-json-body': { type: 'string', default: '8MiB' },
+      'max-multipart-body': { type: 'string', default: '25MiB' },
+      'log-level': { type: 'string', default: 'info' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(GATEWAY_USAGE);
+    return 0;
+  }
+  if (!values['config-file'] === !values['snapshot-secret']) {
+    console.error(
+      `plugboard gateway: give exactly one of --config-file or --snapshot-secret\n\n${GATEWAY_USAGE}`,
+    );
+    return 2;
+  }
+  let snapshots: SnapshotSource;
+  if (values['config-file']) snapshots = new FileSnapshotSource(values['config-file']);
+  else {
+    // @kubernetes/client-node is large: load it only in cluster mode
+    const { KubernetesSnapshotSource, loadKubeConfig, parseSecretRef } = await import('../gateway/kube.ts');
+    const ref = parseSecretRef(values['snapshot-secret'] as string, 'plugboard-snapshot');
+    snapshots = new KubernetesSnapshotSource(loadKubeConfig(), ref.namespace, ref.name);
+  }
+  let clientKeys: ClientKeysSource | undefined;
+  if (values['client-keys-file']) clientKeys = new FileClientKeys(values['client-keys-file']);
+  else if (values['client-keys-secret']) {
+    const { loadKubeConfig, parseSecretRef, SecretClientKeys } = await import('../gateway/kube.ts');
+    const ref = parseSecretRef(values['client-keys-secret']);
+    clientKeys = new SecretClientKeys(loadKubeConfig(), ref.namespace, ref.name);
+  } else if (process.env.PLUGBOARD_CLIENT_KEYS)
+    clientKeys = new StaticClientKeys(process.env.PLUGBOARD_CLIENT_KEYS);
+
+  const gateway = await buildGateway({
+    snapshots,
+    clientKeys,
+    uiDir: values['ui-dir'] ?? defaultUiDir(),
+    drainTimeoutMs: parseDurationMs(values['drain-timeout'] as string),
+    maxJsonBody: parseBytes(values['max-json-body'] as string),
+    maxMultipartBody: parseBytes(values['max-multipart-body'] as string),
+    logger: { level: values['log-level'] as string },
+  });
+  const { host, port } = parseListen(values.listen as string);
+  const url = await gateway.listen(host, port);
+  if (values['metrics-listen']) {
+    const m = parseListen(values['metrics-listen']);
+    await gateway.listenMetrics(m.host, m.port);
+  }
+  gateway.app.log.info({ url, snapshot: snapshots.status().source }, 'gateway listening');
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) {
+        gateway.app.log.warn({ signal }, 'second signal: exiting now');
+        resolve(1);
+        return;
+      }
+      stopping = true;
+      gateway.app.log.info({ signal }, 'shutting down');
+      gateway.drain().then(
+        () => resolve(0),
+        () => resolve(1),
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+/** The UI that `npm run build` put next to the code, if any. */
+function defaultUiDir(): string | undefined {
+  const dir = fileURLToPath(new URL('../../dist/ui', import.meta.url));
+  return existsSync(join(dir, 'index.html')) ? dir : undefined;
+}

@@ -1,0 +1,121 @@
+/**
+ * OpenAI-shaped errors: `{"error":{"message","type","param","code"}}`, what every OpenAI client library parses
+ * into its typed exceptions. Messages name connections as `namespace/name`, never URLs or keys.
+ */
+export interface OpenAIErrorBody {
+  error: { message: string; type: string; param: string | null; code: string | null };
+}
+
+export class GatewayError extends Error {
+  readonly status: number;
+  readonly type: string;
+  readonly code: string | null;
+  readonly param: string | null;
+  readonly headers: Record<string, string>;
+
+  constructor(
+    status: number,
+    message: string,
+    opts: {
+      type?: string;
+      code?: string | null;
+      param?: string | null;
+      headers?: Record<string, string>;
+    } = {},
+  ) {
+    super(message);
+    this.status = status;
+    this.type = opts.type ?? defaultType(status);
+    this.code = opts.code ?? null;
+    this.param = opts.param ?? null;
+    this.headers = opts.headers ?? {};
+  }
+
+  toJSON(): OpenAIErrorBody {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  }
+}
+
+function defaultType(status: number): string {
+  if (status === 401) return 'authentication_error';
+  if (status === 403) return 'permission_error';
+  if (status === 404) return 'not_found_error';
+  if (status === 413) return 'invalid_request_error';
+  if (status === 429) return 'rate_limit_error';
+  if (status >= 500) return 'upstream_error';
+  return 'invalid_request_error';
+}
+
+export const errors = {
+  modelNotFound: (model: string) =>
+    new GatewayError(
+      404,
+      `The model '${truncate(model, 256)}' does not exist or you do not have access to it.`,
+      {
+        code: 'model_not_found',
+        param: 'model',
+      },
+    ),
+  missingModel: () =>
+    new GatewayError(400, "The request must name a model in the 'model' field.", {
+      code: 'missing_model',
+      param: 'model',
+    }),
+  badJson: (detail: string) =>
+    new GatewayError(400, `The request body is not valid JSON: ${truncate(detail, 200)}`, {
+      code: 'invalid_json',
+    }),
+  tooLarge: (limit: number) =>
+    new GatewayError(413, `The request body is larger than the gateway's limit of ${formatBytes(limit)}.`, {
+      code: 'request_too_large',
+    }),
+  unauthenticated: () =>
+    new GatewayError(401, 'Missing or invalid API key: send Authorization: Bearer <gateway key>.', {
+      code: 'invalid_api_key',
+    }),
+  notFound: (path: string) =>
+    new GatewayError(404, `Unknown path ${truncate(path, 200)}.`, { code: 'unknown_url' }),
+  unavailable: (message: string) =>
+    new GatewayError(503, message, { type: 'server_error', code: 'unavailable' }),
+};
+
+export function truncate(s: string, n: number): string {
+  return s.length > n ? `${s.slice(0, n)}…` : s;
+}
+
+export function formatBytes(n: number): string {
+  if (n >= 1024 * 1024 && n % (1024 * 1024) === 0) return `${n / (1024 * 1024)} MiB`;
+  if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
+  return `${n} bytes`;
+}
+
+/** `8MiB`, `25 MiB`, `512KiB`, `1000000` → bytes. */
+export function parseBytes(s: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$/i.exec(s);
+  if (!m) throw new Error(`invalid size ${JSON.stringify(s)}; use e.g. 8MiB, 512KiB or a byte count`);
+  const unit = (m[2] ?? 'b').toLowerCase();
+  const mult: Record<string, number> = {
+    b: 1,
+    kb: 1000,
+    kib: 1024,
+    mb: 1e6,
+    mib: 1024 ** 2,
+    gb: 1e9,
+    gib: 1024 ** 3,
+  };
+  return Math.floor(Number(m[1]) * (mult[unit] ?? 1));
+}
+
+/** `30s`, `1m30s`, `250ms` → milliseconds. */
+export function parseDurationMs(s: string): number {
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;
+  let total = 0;
+  let consumed = 0;
+  for (const m of s.matchAll(re)) {
+    total += Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms'] ?? 0);
+    consumed += m[0].length;
+  }
+  if (consumed === 0 || consumed !== s.trim().length)
+    throw new Error(`invalid duration ${JSON.stringify(s)}; use e.g. 30s, 1m30s or 250ms`);
+  return total;
+}

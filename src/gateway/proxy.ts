@@ -1,0 +1,444 @@
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import type { Readable } from 'node:stream';
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
+import type { Dispatcher } from 'undici';
+import { GatewayError } from './errors.ts';
+import type { GatewayMetrics } from './metrics.ts';
+import type { Balancer, Candidate } from './routing.ts';
+import { SseUsageTap, sseErrorEvent, type Usage, usageFromJsonTail } from './sse.ts';
+import { type Endpoint, type Pools, upstreamTarget } from './upstream.ts';
+
+/** What the proxy needs from the gateway; one instance per gateway. */
+export interface ProxyDeps {
+  balancer: Balancer;
+  pools: Pools;
+  metrics: GatewayMetrics;
+  /** Requests in progress, so drain can finish or terminate them. */
+  active: Set<ActiveRequest>;
+}
+
+export interface ActiveRequest {
+  /** Ends the request for shutdown: an SSE error event when streaming, else a 503. */
+  terminate(): void;
+}
+
+export interface ProxyCall {
+  endpoint: Endpoint;
+  /** The model as the client named it (a snapshot ID, so safe as a metric label). */
+  model: string;
+  candidates: Candidate[];
+  /** Request body for a candidate: a buffer (replayable, so failover is possible) or a one-shot stream. */
+  body: (c: Candidate) => { data: Buffer | Readable; length?: number };
+  replayable: boolean;
+  contentType: string;
+  /** Hide a usage-only SSE chunk the client did not ask for. */
+  hideUsage: boolean;
+}
+
+type FailureReason =
+  | 'connect_error'
+  | 'connect_timeout'
+  | 'first_byte_timeout'
+  | 'idle_timeout'
+  | 'total_timeout'
+  | 'reset'
+  | 'status_5xx'
+  | 'status_429';
+
+class TotalTimeout extends Error {}
+class ClientGone extends Error {}
+class Terminated extends Error {}
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'upgrade',
+]);
+
+function classify(err: unknown): FailureReason {
+  if (err instanceof TotalTimeout) return 'total_timeout';
+  const code = (err as { code?: string })?.code;
+  switch (code) {
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return 'connect_timeout';
+    case 'UND_ERR_HEADERS_TIMEOUT':
+      return 'first_byte_timeout';
+    case 'UND_ERR_BODY_TIMEOUT':
+      return 'idle_timeout';
+    case 'ECONNREFUSED':
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'CERT_HAS_EXPIRED':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+      return 'connect_error';
+    default:
+      return 'reset';
+  }
+}
+
+function describe(reason: FailureReason, err: unknown): string {
+  switch (reason) {
+    case 'connect_error': {
+      const code = (err as { code?: string })?.code;
+      return `could not be reached (${code === 'ECONNREFUSED' ? 'connection refused' : (code ?? 'connect error')})`;
+    }
+    case 'connect_timeout':
+      return 'did not accept a connection in time (connect timeout)';
+    case 'first_byte_timeout':
+      return 'did not answer in time (first-byte timeout)';
+    case 'idle_timeout':
+      return 'stopped sending in the middle of the response (idle timeout)';
+    case 'total_timeout':
+      return 'exceeded the total request timeout';
+    case 'reset':
+      return 'closed the connection unexpectedly';
+    default:
+      return 'failed';
+  }
+}
+
+const isTimeout = (r: FailureReason) => r.endsWith('_timeout');
+
+/** Replaces the connection's key wherever an upstream echoed it. */
+function scrub(text: string, c: Candidate): string {
+  const key = c.connection.apiKey;
+  return key && key.length >= 4 ? text.split(key).join('***') : text;
+}
+
+function upstreamMessage(body: string): string | undefined {
+  try {
+    const j = JSON.parse(body) as Record<string, unknown>;
+    const e = j.error as Record<string, unknown> | string | undefined;
+    const m = typeof e === 'string' ? e : (e?.message ?? j.message ?? j.detail);
+    return typeof m === 'string' ? m : undefined;
+  } catch {
+    return body.trim() ? body.trim() : undefined;
+  }
+}
+
+async function readSome(body: Readable, max: number): Promise<string> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      if (n < max) parts.push(chunk);
+      n += chunk.length;
+      if (n >= max) break;
+    }
+  } catch {
+    // what we have is enough for a message
+  }
+  body.on('error', () => undefined);
+  body.destroy();
+  return Buffer.concat(parts).toString('utf8').slice(0, max);
+}
+
+function writeError(res: ServerResponse, requestId: string, err: GatewayError): void {
+  if (res.headersSent || res.destroyed) return;
+  res.writeHead(err.status, {
+    'content-type': 'application/json; charset=utf-8',
+    'x-request-id': requestId,
+    ...err.headers,
+  });
+  res.end(JSON.stringify(err.toJSON()));
+}
+
+function responseHeaders(
+  h: IncomingHttpHeaders,
+  requestId: string,
+  sse: boolean,
+): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const k in h) {
+    const v = h[k];
+    if (v === undefined || HOP_BY_HOP.has(k)) continue;
+    if (sse && k === 'content-length') continue;
+    out[k] = v;
+  }
+  out['x-request-id'] = requestId;
+  if (sse) {
+    out['cache-control'] = 'no-cache';
+    out['x-accel-buffering'] = 'no';
+  }
+  return out;
+}
+
+/**
+ * Proxies one request: tries candidates in the balancer's order, failing over on connect errors, timeouts,
+ * 5xx and 429 until a response starts reaching the client; then streams the response through as it arrives.
+ * Takes over the reply (hijack): the proxy writes the response and the access log line itself.
+ */
+export async function proxy(
+  deps: ProxyDeps,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  call: ProxyCall,
+): Promise<void> {
+  const { balancer, pools, metrics } = deps;
+  const log: FastifyBaseLogger = request.log;
+  const res = reply.raw;
+  const requestId = String(request.id);
+  const started = performance.now();
+  reply.hijack();
+
+  let current: AbortController | undefined;
+  let gone = false;
+  let terminated = false;
+  let sseStarted = false;
+  const onClose = () => {
+    if (!res.writableFinished) {
+      gone = true;
+      current?.abort(new ClientGone('client disconnected'));
+    }
+  };
+  res.on('close', onClose);
+  const active: ActiveRequest = {
+    terminate: () => {
+      terminated = true;
+      current?.abort(new Terminated('gateway shutting down'));
+    },
+  };
+  deps.active.add(active);
+  metrics.inFlight.inc({ endpoint: call.endpoint });
+
+  let chosen: Candidate | undefined;
+  let status = 0;
+  let usage: Usage | undefined;
+  let attempts = 0;
+  let failure: string | undefined;
+
+  try {
+    const ordered = balancer.order(call.candidates);
+    let response: Dispatcher.ResponseData | undefined;
+    let lastError: GatewayError | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    for (let i = 0; i < ordered.length; i++) {
+      const cand = ordered[i] as Candidate;
+      const last = i === ordered.length - 1 || !call.replayable;
+      if (gone || terminated) break;
+      attempts++;
+      const ac = new AbortController();
+      current = ac;
+      timer = setTimeout(() => ac.abort(new TotalTimeout('total timeout')), cand.connection.timeouts.totalMs);
+      balancer.acquire(cand.key);
+      const target = upstreamTarget(cand.connection, call.endpoint, cand.model.upstreamId);
+      const { data, length } = call.body(cand);
+      const headers: Record<string, string> = {
+        ...target.headers,
+        'content-type': call.contentType,
+        accept: (request.headers.accept as string | undefined) ?? '*/*',
+        'accept-encoding': 'identity',
+        'x-request-id': requestId,
+      };
+      if (length !== undefined) headers['content-length'] = String(length);
+      const beta = request.headers['openai-beta'];
+      if (typeof beta === 'string') headers['openai-beta'] = beta;
+      try {
+        const r = await pools.get(cand.connection).request({
+          origin: target.origin,
+          method: 'POST',
+          path: target.path,
+          headers,
+          body: data,
+          signal: ac.signal,
+        });
+        if (r.statusCode >= 500 || r.statusCode === 429) {
+          const reason: FailureReason = r.statusCode === 429 ? 'status_429' : 'status_5xx';
+          metrics.upstreamErrors.inc({ connection: cand.key, reason });
+          const ra = Number(r.headers['retry-after']);
+          balancer.failure(cand.key, Number.isFinite(ra) ? ra * 1000 : undefined);
+          if (!last) {
+            log.warn(
+              { connection: cand.key, status: r.statusCode },
+              'upstream failed; trying the next connection',
+            );
+            void r.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
+            balancer.release(cand.key);
+            clearTimeout(timer);
+            continue;
+          }
+          if (r.statusCode >= 500) {
+            const text = scrub(await readSome(r.body, 16 * 1024), cand);
+            const msg = upstreamMessage(text);
+            balancer.release(cand.key);
+            clearTimeout(timer);
+            chosen = cand;
+            lastError = new GatewayError(
+              502,
+              `Upstream ${cand.key} failed with HTTP ${r.statusCode}${msg ? `: ${msg.slice(0, 300)}` : ''}`,
+              { type: 'upstream_error', code: 'upstream_error' },
+            );
+            break;
+          }
+        } else {
+          balancer.success(cand.key);
+        }
+        chosen = cand;
+        response = r;
+        break;
+      } catch (err) {
+        balancer.release(cand.key);
+        clearTimeout(timer);
+        if (gone || terminated) break;
+        const reason = classify(err);
+        metrics.upstreamErrors.inc({ connection: cand.key, reason });
+        balancer.failure(cand.key);
+        chosen = cand;
+        lastError = new GatewayError(
+          isTimeout(reason) ? 504 : 502,
+          `Upstream ${cand.key} ${describe(reason, err)}.`,
+          {
+            type: 'upstream_error',
+            code: isTimeout(reason) ? 'upstream_timeout' : 'upstream_unavailable',
+          },
+        );
+        log.warn({ connection: cand.key, reason, err: (err as Error).message }, 'upstream request failed');
+        if (last) break;
+      }
+    }
+
+    if (!response || !chosen) {
+      if (terminated && !gone) {
+        status = 503;
+        writeError(
+          res,
+          requestId,
+          new GatewayError(503, 'The gateway is shutting down; retry.', { code: 'draining' }),
+        );
+      } else if (gone) {
+        status = 499;
+      } else {
+        const e =
+          lastError ??
+          new GatewayError(502, 'No upstream could serve the request.', { code: 'upstream_error' });
+        status = e.status;
+        failure = e.message;
+        writeError(res, requestId, e);
+      }
+      return;
+    }
+
+    // The response starts: from here on, no failover.
+    const cand = chosen;
+    status = response.statusCode;
+    const ctype = String(response.headers['content-type'] ?? '');
+    const sse = ctype.startsWith('text/event-stream');
+    res.writeHead(status, responseHeaders(response.headers, requestId, sse));
+    sseStarted = sse;
+    const tap = sse ? new SseUsageTap({ hideUsage: call.hideUsage }) : undefined;
+    const wantTail = !sse && status < 300 && ctype.includes('json');
+    let tail: Buffer | undefined;
+    let first = true;
+    try {
+      for await (const chunk of response.body as AsyncIterable<Buffer>) {
+        if (first) {
+          first = false;
+          if (sse)
+            metrics.ttft.observe(
+              { connection: cand.key, model: call.model, endpoint: call.endpoint },
+              (performance.now() - started) / 1000,
+            );
+        }
+        const out = tap ? tap.push(chunk) : chunk;
+        if (wantTail) tail = tail ? Buffer.concat([tail, chunk]).subarray(-4096) : chunk.subarray(-4096);
+        if (out.length > 0 && !res.write(out)) await drained(res);
+      }
+      if (tap) {
+        const rest = tap.flush();
+        if (rest.length) res.write(rest);
+        usage = tap.usage;
+      } else if (tail) {
+        usage = usageFromJsonTail(tail.toString('utf8'));
+      }
+      res.end();
+    } catch (err) {
+      if (gone) {
+        status = 499;
+      } else {
+        const reason: FailureReason | 'shutdown' = terminated ? 'shutdown' : classify(err);
+        if (reason !== 'shutdown') {
+          metrics.upstreamErrors.inc({ connection: cand.key, reason });
+          balancer.failure(cand.key);
+        }
+        failure = reason === 'shutdown' ? 'gateway shutting down' : `upstream ${describe(reason, err)}`;
+        log.warn({ connection: cand.key, reason }, 'response failed after the first byte');
+        if (sse) {
+          res.end(
+            sseErrorEvent(
+              reason === 'shutdown'
+                ? 'The gateway is shutting down and ended this stream; retry.'
+                : `Upstream ${cand.key} ${describe(reason, err)}.`,
+              reason === 'shutdown' ? 'server_error' : 'upstream_error',
+              reason === 'shutdown' ? 'draining' : isTimeout(reason) ? 'upstream_timeout' : 'upstream_error',
+            ),
+          );
+        } else {
+          res.destroy();
+        }
+      }
+    } finally {
+      clearTimeout(timer);
+      balancer.release(cand.key);
+    }
+  } catch (err) {
+    status = 500;
+    failure = (err as Error).message;
+    log.error({ err }, 'proxy failed');
+    if (sseStarted) res.end();
+    else
+      writeError(res, requestId, new GatewayError(500, 'Internal gateway error.', { type: 'server_error' }));
+  } finally {
+    res.off('close', onClose);
+    deps.active.delete(active);
+    metrics.inFlight.dec({ endpoint: call.endpoint });
+    const connection = chosen?.key ?? '';
+    const labels = { connection, model: call.model, endpoint: call.endpoint };
+    metrics.requests.inc({ ...labels, status: String(status) });
+    const seconds = (performance.now() - started) / 1000;
+    metrics.duration.observe(labels, seconds);
+    if (usage && chosen) {
+      if (usage.promptTokens)
+        metrics.tokens.inc({ connection, model: call.model, type: 'prompt' }, usage.promptTokens);
+      if (usage.completionTokens)
+        metrics.tokens.inc({ connection, model: call.model, type: 'completion' }, usage.completionTokens);
+    }
+    log.info(
+      {
+        method: request.method,
+        url: request.url,
+        endpoint: call.endpoint,
+        model: call.model,
+        connection,
+        status,
+        attempts,
+        ...(request.clientKey ? { clientKey: request.clientKey.name } : {}),
+        ms: Math.round(seconds * 1000),
+        ...(usage ? { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens } : {}),
+        ...(failure ? { error: failure } : {}),
+      },
+      'request completed',
+    );
+  }
+}
+
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}

@@ -1,0 +1,151 @@
+import { Pool } from 'undici';
+import type { SnapshotConnection } from '../snapshot/schema.ts';
+
+/** The OpenAI API paths the gateway proxies, relative to a connection's base URL. */
+export type Endpoint =
+  | 'chat/completions'
+  | 'completions'
+  | 'embeddings'
+  | 'audio/speech'
+  | 'audio/transcriptions'
+  | 'audio/translations'
+  | 'images/generations'
+  | 'images/edits'
+  | 'responses';
+
+const ANTHROPIC_VERSION = '2023-06-01';
+
+interface ParsedBase {
+  origin: string;
+  basePath: string;
+}
+const parsedUrls = new WeakMap<SnapshotConnection, ParsedBase>();
+
+function base(c: SnapshotConnection): ParsedBase {
+  let p = parsedUrls.get(c);
+  if (!p) {
+    const u = new URL(c.url);
+    p = { origin: u.origin, basePath: u.pathname.replace(/\/+$/, '') };
+    parsedUrls.set(c, p);
+  }
+  return p;
+}
+
+export interface UpstreamTarget {
+  origin: string;
+  path: string;
+  headers: Record<string, string>;
+}
+
+/**
+ * Provider rules as data: where a request goes and which headers carry the key.
+ * - OpenAI (any compatible server): `{url}/{endpoint}`, `Authorization: Bearer` when there is a key.
+ * - AzureOpenAI: `{url}/openai/deployments/{deployment}/{endpoint}?api-version=`, `api-key` header; the
+ *   Responses API is not per deployment: `{url}/openai/responses?api-version=`.
+ * - Anthropic (OpenAI compatibility layer): `{url}/{endpoint}` with `Authorization: Bearer` (what the compat
+ *   layer reads) and `x-api-key` + `anthropic-version` (what the rest of Anthropic's API reads).
+ * Connection `headers` are added first, so they can never override the credentials.
+ */
+export function upstreamTarget(
+  c: SnapshotConnection,
+  endpoint: Endpoint,
+  upstreamModel: string,
+): UpstreamTarget {
+  const { origin, basePath } = base(c);
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(c.headers)) headers[k.toLowerCase()] = v;
+  let path: string;
+  switch (c.provider) {
+    case 'AzureOpenAI': {
+      const q = `?api-version=${encodeURIComponent(c.azureApiVersion ?? '')}`;
+      path =
+        endpoint === 'responses'
+          ? `${basePath}/openai/responses${q}`
+          : `${basePath}/openai/deployments/${encodeURIComponent(upstreamModel)}/${endpoint}${q}`;
+      if (c.apiKey) headers['api-key'] = c.apiKey;
+      break;
+    }
+    case 'Anthropic':
+      path = `${basePath}/${endpoint}`;
+      if (c.apiKey) {
+        headers.authorization = `Bearer ${c.apiKey}`;
+        headers['x-api-key'] = c.apiKey;
+      }
+      headers['anthropic-version'] ??= ANTHROPIC_VERSION;
+      break;
+    default:
+      path = `${basePath}/${endpoint}`;
+      if (c.apiKey) headers.authorization = `Bearer ${c.apiKey}`;
+  }
+  return { origin, path, headers };
+}
+
+export interface PoolTls {
+  /** Extra CA certificates (PEM) trusted for upstream TLS, e.g. a private CA or a test certificate. */
+  ca?: string | string[];
+}
+
+/**
+ * One keep-alive undici Pool per upstream origin and timeout profile, shared by every connection that uses it
+ * and kept across snapshot reloads. Pools unused by the current snapshot are closed once idle.
+ */
+export class Pools {
+  private readonly pools = new Map<string, { pool: Pool; lastUsed: number }>();
+  private readonly tls: PoolTls;
+  private sweeper: NodeJS.Timeout;
+
+  constructor(tls: PoolTls = {}) {
+    this.tls = tls;
+    this.sweeper = setInterval(() => this.sweep(), 60_000);
+    this.sweeper.unref();
+  }
+
+  get(c: SnapshotConnection): Pool {
+    const { origin } = base(c);
+    const t = c.timeouts;
+    const key = `${origin}|${t.connectMs}|${t.firstByteMs}|${t.idleMs}`;
+    let entry = this.pools.get(key);
+    if (!entry) {
+      entry = {
+        pool: new Pool(origin, {
+          connections: null,
+          pipelining: 1,
+          keepAliveTimeout: 4_000,
+          keepAliveMaxTimeout: 600_000,
+          connectTimeout: t.connectMs,
+          // undici's headersTimeout is the time to the response headers: our first-byte timeout.
+          headersTimeout: t.firstByteMs,
+          // bodyTimeout is the longest silence between two body chunks: our idle timeout.
+          bodyTimeout: t.idleMs,
+          ...(this.tls.ca ? { connect: { ca: this.tls.ca, timeout: t.connectMs } } : {}),
+        }),
+        lastUsed: Date.now(),
+      };
+      this.pools.set(key, entry);
+    }
+    entry.lastUsed = Date.now();
+    return entry.pool;
+  }
+
+  /** Closes pools that have carried nothing for five minutes (connections removed or re-timed by a reload). */
+  sweep(now = Date.now()): void {
+    for (const [key, entry] of this.pools) {
+      const s = entry.pool.stats;
+      if (now - entry.lastUsed > 300_000 && s.running === 0 && s.pending === 0) {
+        this.pools.delete(key);
+        void entry.pool.close().catch(() => undefined);
+      }
+    }
+  }
+
+  get size(): number {
+    return this.pools.size;
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sweeper);
+    const all = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.all(all.map((e) => e.pool.destroy().catch(() => undefined)));
+  }
+}

@@ -1,0 +1,84 @@
+import { CoreV1Api } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KubernetesSnapshotSource } from '../../src/gateway/kube.ts';
+import { encodeSnapshot, SNAPSHOT_DATA_KEY, SNAPSHOT_SECRET_NAME } from '../../src/snapshot/codec.ts';
+import { createNamespace, testKubeConfig } from '../support/kube.ts';
+import { snapshot } from './helpers.ts';
+
+async function until(cond: () => boolean, timeoutMs: number): Promise<number> {
+  const t0 = performance.now();
+  while (!cond()) {
+    if (performance.now() - t0 > timeoutMs) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return performance.now() - t0;
+}
+
+describe('KubernetesSnapshotSource against a real API server', () => {
+  const kc = testKubeConfig();
+  const core = kc.makeApiClient(CoreV1Api);
+  let ns: string;
+  let src: KubernetesSnapshotSource;
+  const secretBody = (data: string) => ({
+    metadata: { name: SNAPSHOT_SECRET_NAME },
+    data: { [SNAPSHOT_DATA_KEY]: data },
+  });
+
+  beforeAll(async () => {
+    ns = await createNamespace(kc, 'gw-snap');
+    // an unrelated Secret that the field selector must ignore
+    await core.createNamespacedSecret({
+      namespace: ns,
+      body: { metadata: { name: 'other' }, stringData: { a: 'b' } },
+    });
+  });
+  afterAll(async () => {
+    await src?.stop();
+  });
+
+  it('reports a missing Secret, then applies each new generation within 1 s and keeps the last good one', async () => {
+    src = new KubernetesSnapshotSource(kc, ns);
+    src.backoff.initial = 50;
+    await src.start();
+    expect(src.current()).toBeUndefined();
+    expect(src.status().lastError).toMatch(/does not exist/);
+
+    const s1 = snapshot([]);
+    await core.createNamespacedSecret({
+      namespace: ns,
+      body: secretBody(encodeSnapshot(s1).toString('base64')),
+    });
+    expect(await until(() => src.current()?.generation === s1.generation, 1000)).toBeLessThan(1000);
+
+    const s2 = snapshot([]);
+    await core.replaceNamespacedSecret({
+      name: SNAPSHOT_SECRET_NAME,
+      namespace: ns,
+      body: secretBody(encodeSnapshot(s2).toString('base64')),
+    });
+    expect(await until(() => src.current()?.generation === s2.generation, 1000)).toBeLessThan(1000);
+
+    // corrupted: keeps s2 and reports
+    await core.replaceNamespacedSecret({
+      name: SNAPSHOT_SECRET_NAME,
+      namespace: ns,
+      body: secretBody(Buffer.from('not gzip').toString('base64')),
+    });
+    await until(() => /unreadable/.test(src.status().lastError ?? ''), 1000);
+    expect(src.current()?.generation).toBe(s2.generation);
+
+    // deleted: keeps s2 and reports
+    await core.deleteNamespacedSecret({ name: SNAPSHOT_SECRET_NAME, namespace: ns });
+    await until(() => /does not exist/.test(src.status().lastError ?? ''), 1000);
+    expect(src.current()?.generation).toBe(s2.generation);
+
+    // recreated: applies again
+    const s3 = snapshot([]);
+    await core.createNamespacedSecret({
+      namespace: ns,
+      body: secretBody(encodeSnapshot(s3).toString('base64')),
+    });
+    await until(() => src.current()?.generation === s3.generation, 1000);
+    expect(src.status().lastError).toBeUndefined();
+  });
+});

@@ -1,0 +1,162 @@
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { parseClientKeys } from '../../src/gateway/client-keys.ts';
+import { readMultipartHead, rewriteModel } from '../../src/gateway/multipart.ts';
+import { FileSnapshotSource } from '../../src/gateway/snapshot-source.ts';
+import { SseUsageTap } from '../../src/gateway/sse.ts';
+import { encodeSnapshot } from '../../src/snapshot/codec.ts';
+import { snapshot } from './helpers.ts';
+
+const ev = (o: unknown) => `data: ${JSON.stringify(o)}\n\n`;
+const STREAM =
+  ev({ id: 'a', choices: [{ index: 0, delta: { content: 'Hel' } }], usage: null }) +
+  ev({ id: 'a', choices: [{ index: 0, delta: { content: 'lo "usage" ü' } }] }) +
+  ev({ id: 'a', choices: [], usage: { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 } }) +
+  'data: [DONE]\n\n';
+const WITHOUT_USAGE = STREAM.replace(/data: \{"id":"a","choices":\[\],"usage".*?\n\n/, '');
+
+function splitAt(buf: Buffer, cuts: number[]): Buffer[] {
+  const points = [...new Set(cuts.map((c) => c % (buf.length + 1)))].sort((a, b) => a - b);
+  const out: Buffer[] = [];
+  let prev = 0;
+  for (const p of points) {
+    out.push(buf.subarray(prev, p));
+    prev = p;
+  }
+  out.push(buf.subarray(prev));
+  return out.filter((b) => b.length > 0);
+}
+
+describe('SSE usage tap', () => {
+  it('counts usage and hides the usage chunk, whatever the chunk boundaries', () => {
+    const bytes = Buffer.from(STREAM);
+    fc.assert(
+      fc.property(fc.array(fc.nat(), { maxLength: 12 }), fc.boolean(), (cuts, hide) => {
+        const tap = new SseUsageTap({ hideUsage: hide });
+        const out = Buffer.concat([...splitAt(bytes, cuts).map((c) => tap.push(c)), tap.flush()]).toString();
+        expect(out).toBe(hide ? WITHOUT_USAGE : STREAM);
+        expect(tap.usage).toEqual({ promptTokens: 3, completionTokens: 5 });
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('handles CRLF event separators', () => {
+    const crlf = STREAM.replaceAll('\n\n', '\r\n\r\n');
+    const tap = new SseUsageTap({ hideUsage: true });
+    const out = Buffer.concat([tap.push(Buffer.from(crlf)), tap.flush()]).toString();
+    expect(out).not.toContain('"choices":[]');
+    expect(out).toContain('[DONE]');
+  });
+});
+
+describe('multipart head', () => {
+  const boundary = '----b0undary';
+  const form = (fields: [string, string, string?][]) =>
+    Buffer.from(
+      `${fields
+        .map(
+          ([name, value, filename]) =>
+            `--${boundary}\r\nContent-Disposition: form-data; name="${name}"${filename ? `; filename="${filename}"` : ''}\r\n\r\n${value}\r\n`,
+        )
+        .join('')}--${boundary}--\r\n`,
+    );
+
+  it('finds model before or after the file with any chunking, and rewrites it', async () => {
+    const file = 'x'.repeat(3000);
+    for (const body of [
+      form([
+        ['model', 'eu.whisper-1'],
+        ['file', file, 'a.wav'],
+      ]),
+      form([
+        ['file', file, 'a.wav'],
+        ['language', 'en'],
+        ['model', 'eu.whisper-1'],
+      ]),
+    ]) {
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.nat(), { maxLength: 8 }), async (cuts) => {
+          const stream = Readable.from(splitAt(body, cuts));
+          const head = await readMultipartHead(stream, boundary, 1 << 20);
+          expect(head.model).toBe('eu.whisper-1');
+          const rest: Buffer[] = [];
+          for await (const c of stream) rest.push(c as Buffer);
+          const whole = Buffer.concat([rewriteModel(head, 'whisper-1'), ...rest]).toString();
+          expect(whole).toBe(body.toString().replace('eu.whisper-1', 'whisper-1'));
+        }),
+        { numRuns: 40 },
+      );
+    }
+  });
+
+  it('reports a missing model and a body over the limit', async () => {
+    await expect(
+      readMultipartHead(Readable.from([form([['file', 'abc', 'a.wav']])]), boundary, 1 << 20),
+    ).rejects.toMatchObject({
+      kind: 'no_model',
+    });
+    await expect(
+      readMultipartHead(
+        Readable.from([
+          form([
+            ['file', 'y'.repeat(5000), 'a.wav'],
+            ['model', 'm'],
+          ]),
+        ]),
+        boundary,
+        1000,
+      ),
+    ).rejects.toMatchObject({ kind: 'too_large' });
+  });
+});
+
+describe('client keys', () => {
+  it('authenticates by key or sha256 and rejects others', () => {
+    const set = parseClientKeys(`
+- name: team-a
+  key: pb-team-a-secret
+  models: ["gpt-*"]
+- name: ci
+  sha256: ${createHash('sha256').update('pb-ci-secret').digest('hex')}
+`);
+    expect(set.authenticate('Bearer pb-team-a-secret')?.name).toBe('team-a');
+    expect(set.authenticate('Bearer pb-ci-secret')?.name).toBe('ci');
+    expect(set.authenticate('Bearer nope')).toBeUndefined();
+    expect(set.authenticate(undefined)).toBeUndefined();
+    expect(() => parseClientKeys('[{name: x}]')).toThrow(/exactly one of key or sha256/);
+  });
+});
+
+describe('FileSnapshotSource', () => {
+  it('loads YAML or the gzipped wire format, keeps the last good snapshot on a broken file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pb-snap-'));
+    const path = join(dir, 'snapshot.yaml');
+    try {
+      const s1 = snapshot([]);
+      writeFileSync(path, JSON.stringify(s1));
+      const src = new FileSnapshotSource(path, { pollMs: 100 });
+      const seen: number[] = [];
+      src.subscribe((s) => s && seen.push(s.generation));
+      await src.start();
+      expect(src.current()?.generation).toBe(s1.generation);
+      writeFileSync(path, 'format: 1\ngeneration: [broken');
+      await src.load();
+      expect(src.status().lastError).toMatch(/not valid JSON or YAML|does not match/);
+      expect(src.current()?.generation).toBe(s1.generation);
+      const s2 = snapshot([]);
+      writeFileSync(path, encodeSnapshot(s2));
+      await src.load();
+      expect(src.current()?.generation).toBe(s2.generation);
+      expect(src.status().lastError).toBeUndefined();
+      await src.stop();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
