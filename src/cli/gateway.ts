@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import pino from 'pino';
 import { buildGateway } from '../gateway/app.ts';
 import { type ClientKeysSource, FileClientKeys, StaticClientKeys } from '../gateway/client-keys.ts';
 import { parseBytes, parseDurationMs } from '../gateway/errors.ts';
@@ -70,6 +71,7 @@ export async function runGateway(args: string[]): Promise<number> {
   } else if (process.env.PLUGBOARD_CLIENT_KEYS)
     clientKeys = new StaticClientKeys(process.env.PLUGBOARD_CLIENT_KEYS);
 
+  const logDestination = pino.destination({ dest: 1, sync: false, minLength: 4096 });
   const gateway = await buildGateway({
     snapshots,
     clientKeys,
@@ -77,7 +79,8 @@ export async function runGateway(args: string[]): Promise<number> {
     drainTimeoutMs: parseDurationMs(values['drain-timeout'] as string),
     maxJsonBody: parseBytes(values['max-json-body'] as string),
     maxMultipartBody: parseBytes(values['max-multipart-body'] as string),
-    logger: { level: values['log-level'] as string },
+    // Buffered, asynchronous log writes: one write syscall per 4 KiB instead of one per access line.
+    logger: { level: values['log-level'] as string, stream: logDestination },
   });
   const { host, port } = parseListen(values.listen as string);
   const url = await gateway.listen(host, port);
@@ -98,8 +101,14 @@ export async function runGateway(args: string[]): Promise<number> {
       stopping = true;
       gateway.app.log.info({ signal }, 'shutting down');
       gateway.drain().then(
-        () => resolve(0),
-        () => resolve(1),
+        () => {
+          logDestination.flushSync();
+          resolve(0);
+        },
+        () => {
+          logDestination.flushSync();
+          resolve(1);
+        },
       );
     };
     process.on('SIGTERM', () => stop('SIGTERM'));

@@ -9,6 +9,7 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from 'fastify';
+import type { DestinationStream } from 'pino';
 import { publicConnections } from '../snapshot/public-view.ts';
 import type { Snapshot } from '../snapshot/schema.ts';
 import { allows, type ClientKey, type ClientKeysSource } from './client-keys.ts';
@@ -30,7 +31,7 @@ import { type Endpoint, Pools } from './upstream.ts';
 export interface GatewayLoggerOptions {
   level?: string;
   /** A pino destination (tests pass a stream to read the log lines). */
-  stream?: NodeJS.WritableStream;
+  stream?: NodeJS.WritableStream | DestinationStream;
 }
 
 export interface GatewayOptions {

@@ -1,4 +1,6 @@
-import { CoreV1Api, KubeConfig, type V1Secret, Watch } from '@kubernetes/client-node';
+import { KubeConfig } from '@kubernetes/client-node';
+import { KubeClient } from '../kube/client.ts';
+import { Informer } from '../kube/informer.ts';
 import { decodeSnapshot, SNAPSHOT_DATA_KEY, SNAPSHOT_SECRET_NAME } from '../snapshot/codec.ts';
 import { type ClientKeySet, type ClientKeysSource, parseClientKeys } from './client-keys.ts';
 import { BaseSnapshotSource } from './snapshot-source.ts';
@@ -18,147 +20,55 @@ export function parseSecretRef(ref: string, defaultName?: string): { namespace: 
   return { namespace, name };
 }
 
-function errorText(err: unknown): string {
-  if (!err) return 'unknown error';
-  const e = err as { code?: number; statusCode?: number; body?: unknown; message?: string };
-  const code = e.code ?? e.statusCode;
-  let msg = e.message ?? String(err);
-  if (typeof e.body === 'string') {
-    try {
-      msg = (JSON.parse(e.body) as { message?: string }).message ?? msg;
-    } catch {
-      // keep message
-    }
-  }
-  return typeof code === 'number' ? `HTTP ${code}: ${msg}` : msg;
+interface SecretObject {
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string };
+  data?: Record<string, string>;
 }
 
-const isTimeout = (err: unknown) => (err as { name?: string })?.name === 'TimeoutError';
-
 /**
- * Watches exactly one Secret: list + watch with `fieldSelector=metadata.name=<name>`, so RBAC can restrict the
- * gateway to that Secret by resourceNames (get/list/watch). Watches resume from the last resourceVersion;
- * 410 Gone relists; errors (API server restarts, network) retry with jittered exponential backoff.
+ * Watches exactly one Secret with the shared informer (list + watch with `fieldSelector=metadata.name=<name>`,
+ * so RBAC can restrict the gateway to that Secret by resourceNames). Watches resume from the last
+ * resourceVersion; 410 Gone relists; errors (API server restarts, network) retry with jittered backoff.
  */
 export class SecretWatcher {
-  private readonly core: CoreV1Api;
-  private readonly watch: Watch;
-  private stopped = false;
-  private abort: AbortController | undefined;
-  private wake: (() => void) | undefined;
-  private loop: Promise<void> | undefined;
-  private readonly namespace: string;
-  private readonly name: string;
-  private readonly onSecret: (s: V1Secret | undefined) => void;
-  private readonly onError: (message: string) => void;
-  /** Milliseconds; tests shorten it. */
-  backoff = { initial: 200, max: 30_000 };
+  private readonly informer: Informer<SecretObject>;
+  private readonly client: KubeClient;
 
   constructor(
     kc: KubeConfig,
     namespace: string,
     name: string,
-    onSecret: (s: V1Secret | undefined) => void,
+    onSecret: (s: SecretObject | undefined) => void,
     onError: (message: string) => void,
   ) {
-    this.core = kc.makeApiClient(CoreV1Api);
-    this.watch = new Watch(kc);
-    this.namespace = namespace;
-    this.name = name;
-    this.onSecret = onSecret;
-    this.onError = onError;
+    this.client = new KubeClient(kc);
+    this.informer = new Informer<SecretObject>(this.client, {
+      path: `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`,
+      fieldSelector: `metadata.name=${name}`,
+      watchTimeoutSeconds: 240,
+      onError: (m) => onError(`watching Secret ${namespace}/${name} failed: ${m}`),
+    });
+    const key = `${namespace}/${name}`;
+    this.informer.on(() => onSecret(this.informer.get(key)));
+    // The first list of a missing Secret emits nothing: report the absence once the list has run.
+    void this.informer.waitForSync().then(() => {
+      if (!this.informer.get(key)) onSecret(undefined);
+    });
+  }
+
+  /** Milliseconds; tests shorten it. */
+  get backoff(): { initial: number; max: number } {
+    return this.informer.backoff;
   }
 
   /** Resolves after the first list (successful or not). */
   start(): Promise<void> {
-    return new Promise((resolve) => {
-      this.loop = this.run(resolve);
-    });
+    return this.informer.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    this.abort?.abort();
-    this.wake?.();
-    await this.loop;
-  }
-
-  private async run(firstDone: () => void): Promise<void> {
-    let delay = this.backoff.initial;
-    const fieldSelector = `metadata.name=${this.name}`;
-    while (!this.stopped) {
-      try {
-        const list = await this.core.listNamespacedSecret({ namespace: this.namespace, fieldSelector });
-        if (this.stopped) break;
-        this.onSecret(list.items[0]);
-        firstDone();
-        let rv = list.metadata?.resourceVersion;
-        // watch until 410 Gone or an error; a clean end (server timeout) resumes from the last version
-        for (;;) {
-          const result = await this.watchOnce(fieldSelector, rv, (v) => {
-            rv = v;
-            delay = this.backoff.initial;
-          });
-          if (this.stopped || result === 'gone') break;
-        }
-      } catch (err) {
-        if (this.stopped) break;
-        this.onError(`watching Secret ${this.namespace}/${this.name} failed: ${errorText(err)}`);
-        firstDone();
-        const jittered = delay / 2 + Math.random() * delay;
-        await new Promise<void>((r) => {
-          this.wake = r;
-          setTimeout(r, jittered).unref();
-        });
-        delay = Math.min(this.backoff.max, delay * 2);
-      }
-    }
-    firstDone();
-  }
-
-  private watchOnce(
-    fieldSelector: string,
-    resourceVersion: string | undefined,
-    progress: (rv: string | undefined) => void,
-  ): Promise<'ended' | 'gone'> {
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      const settle = (fn: () => void) => {
-        if (!settled) {
-          settled = true;
-          fn();
-        }
-      };
-      this.watch
-        .watch(
-          `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/secrets`,
-          { fieldSelector, resourceVersion, allowWatchBookmarks: true, timeoutSeconds: 240 },
-          (phase, obj) => {
-            const o = obj as V1Secret & { code?: number; message?: string };
-            if (phase === 'ERROR') {
-              this.abort?.abort();
-              if (o.code === 410) settle(() => resolve('gone'));
-              else
-                settle(() => reject(Object.assign(new Error(o.message ?? 'watch error'), { code: o.code })));
-              return;
-            }
-            progress(o.metadata?.resourceVersion);
-            if (phase === 'ADDED' || phase === 'MODIFIED') this.onSecret(o);
-            else if (phase === 'DELETED') this.onSecret(undefined);
-          },
-          (err) => {
-            if (!err || this.stopped || isTimeout(err)) settle(() => resolve('ended'));
-            else settle(() => reject(err));
-          },
-        )
-        .then(
-          (ac) => {
-            this.abort = ac;
-            if (this.stopped) ac.abort();
-          },
-          (err) => settle(() => reject(err)),
-        );
-    });
+    await this.informer.stop();
+    this.client.close();
   }
 }
 
@@ -193,7 +103,7 @@ export class KubernetesSnapshotSource extends BaseSnapshotSource {
     return this.watcher.stop();
   }
 
-  private onSecret(secret: V1Secret | undefined): void {
+  private onSecret(secret: SecretObject | undefined): void {
     const where = this.state.source.slice('secret:'.length);
     if (!secret) {
       this.fail(`Secret ${where} does not exist (or was deleted); keeping the last good snapshot`);

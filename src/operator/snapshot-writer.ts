@@ -10,7 +10,7 @@ import {
   type Snapshot,
   type SnapshotConnection,
 } from '../snapshot/index.ts';
-import { type KubeClient, KubeError } from './runtime/kube.ts';
+import { type KubeClient, KubeError } from '../kube/client.ts';
 
 interface SecretObject {
   metadata: {

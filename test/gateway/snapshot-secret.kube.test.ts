@@ -82,3 +82,43 @@ describe('KubernetesSnapshotSource against a real API server', () => {
     expect(src.status().lastError).toBeUndefined();
   });
 });
+
+describe('KubernetesSnapshotSource across an API server restart', () => {
+  it('keeps serving the last snapshot while the API server is down and applies the next one after', async () => {
+    const { startControlPlane } = await import('../support/control-plane.ts');
+    const { KubeConfig } = await import('@kubernetes/client-node');
+    const cp = await startControlPlane();
+    const kc = new KubeConfig();
+    kc.loadFromString(cp.kubeconfig);
+    const core = kc.makeApiClient(CoreV1Api);
+    const src = new KubernetesSnapshotSource(kc, 'default');
+    src.backoff.initial = 50;
+    src.backoff.max = 500;
+    try {
+      const s1 = snapshot([]);
+      const body = (data: string) => ({
+        metadata: { name: SNAPSHOT_SECRET_NAME },
+        data: { [SNAPSHOT_DATA_KEY]: data },
+      });
+      await core.createNamespacedSecret({
+        namespace: 'default',
+        body: body(encodeSnapshot(s1).toString('base64')),
+      });
+      await src.start();
+      await until(() => src.current()?.generation === s1.generation, 2000);
+
+      await cp.restartApiServer();
+      expect(src.current()?.generation).toBe(s1.generation);
+      const s2 = snapshot([]);
+      await core.replaceNamespacedSecret({
+        name: SNAPSHOT_SECRET_NAME,
+        namespace: 'default',
+        body: body(encodeSnapshot(s2).toString('base64')),
+      });
+      await until(() => src.current()?.generation === s2.generation, 15_000);
+    } finally {
+      await src.stop();
+      await cp.stop();
+    }
+  });
+});

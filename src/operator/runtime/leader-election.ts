@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import { sleep } from './informer.ts';
-import { type KubeClient, KubeError } from './kube.ts';
+import { sleep } from '../../kube/informer.ts';
+import { type KubeClient, KubeError } from '../../kube/client.ts';
 
 export interface LeaderElectionOptions {
   namespace: string;

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { type KubeClient, KubeError, type WatchEvent } from './kube.ts';
+import { type KubeClient, KubeError, type WatchEvent } from './client.ts';
 
 export interface ObjectWithMeta {
   metadata?: { name?: string; namespace?: string; resourceVersion?: string };
@@ -16,6 +16,8 @@ export interface InformerOptions {
   metadataOnly?: boolean;
   /** Watch request lifetime; the server ends it and the informer resumes from the last resourceVersion. */
   watchTimeoutSeconds?: number;
+  /** Called with a readable message on every list/watch failure (before the retry). */
+  onError?: (message: string) => void;
 }
 
 const METADATA_ACCEPT = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json';
@@ -48,15 +50,19 @@ export class Informer<T extends ObjectWithMeta> {
   private synced = false;
   private syncWaiters: (() => void)[] = [];
   private running: Promise<void> | undefined;
+  private firstAttempt: Promise<void> | undefined;
+  private firstAttemptDone: () => void = () => {};
+  /** Retry delays in ms (jittered, doubling from `initial`); tests shorten them. */
+  backoff = { initial: 200, max: 30_000 };
   /** performance.now() of the last list or watch event, for health checks. */
   lastActivity = 0;
   restarts = 0;
 
   private readonly client: KubeClient;
   private readonly opts: InformerOptions;
-  private readonly log: Logger;
+  private readonly log: Logger | undefined;
 
-  constructor(client: KubeClient, opts: InformerOptions, log: Logger) {
+  constructor(client: KubeClient, opts: InformerOptions, log?: Logger) {
     this.client = client;
     this.opts = opts;
     this.log = log;
@@ -79,8 +85,13 @@ export class Informer<T extends ObjectWithMeta> {
     return this.synced;
   }
 
-  start(): void {
+  /** Starts list+watch; resolves after the first list attempt, whether it succeeded or not. */
+  start(): Promise<void> {
+    this.firstAttempt ??= new Promise<void>((resolve) => {
+      this.firstAttemptDone = resolve;
+    });
     this.running ??= this.run();
+    return this.firstAttempt;
   }
 
   waitForSync(): Promise<void> {
@@ -91,6 +102,7 @@ export class Informer<T extends ObjectWithMeta> {
   async stop(): Promise<void> {
     this.abort.abort();
     await this.running;
+    this.firstAttemptDone();
   }
 
   private emit(event: InformerEvent, obj: T, old?: T) {
@@ -98,7 +110,7 @@ export class Informer<T extends ObjectWithMeta> {
       try {
         h(event, obj, old);
       } catch (err) {
-        this.log.error({ err }, 'informer handler failed');
+        this.log?.error({ err }, 'informer handler failed');
       }
     }
   }
@@ -180,6 +192,7 @@ export class Informer<T extends ObjectWithMeta> {
         if (needList) {
           await this.relist();
           needList = false;
+          this.firstAttemptDone();
         }
         await this.client.watch<T>(
           this.opts.path,
@@ -196,16 +209,20 @@ export class Informer<T extends ObjectWithMeta> {
       } catch (err) {
         if (this.abort.signal.aborted) break;
         if (KubeError.is(err, 410)) {
-          this.log.info({ path: this.opts.path }, 'watch expired (410 Gone); relisting');
+          this.log?.info({ path: this.opts.path }, 'watch expired (410 Gone); relisting');
           needList = true;
           continue;
         }
         failures++;
         this.restarts++;
         needList = true;
-        const delay = Math.min(30_000, 200 * 2 ** Math.min(failures, 8)) * (0.5 + Math.random() / 2);
-        this.log.warn(
-          { path: this.opts.path, err: (err as Error).message, retryInMs: Math.round(delay) },
+        this.firstAttemptDone();
+        const base = Math.min(this.backoff.max, this.backoff.initial * 2 ** Math.min(failures - 1, 16));
+        const delay = base * (0.5 + Math.random() / 2);
+        const message = (err as Error).message;
+        this.opts.onError?.(message);
+        this.log?.warn(
+          { path: this.opts.path, err: message, retryInMs: Math.round(delay) },
           'list/watch failed; retrying',
         );
         await sleep(delay, this.abort.signal);
