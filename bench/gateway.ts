@@ -162,7 +162,15 @@ async function main(): Promise<void> {
     const gwPort = await freePort();
     const gw = spawn(
       NODE,
-      [...(process.env.GATEWAY_PROF ? ['--cpu-prof', '--cpu-prof-dir=reports/prof'] : []), 'bin/plugboard.js', 'gateway', '--config-file', snap, '--listen', `127.0.0.1:${gwPort}`],
+      [
+        ...(process.env.GATEWAY_PROF ? ['--cpu-prof', '--cpu-prof-dir=reports/prof'] : []),
+        'bin/plugboard.js',
+        'gateway',
+        '--config-file',
+        snap,
+        '--listen',
+        `127.0.0.1:${gwPort}`,
+      ],
       {
         cwd: ROOT,
         // The compiled output, as the image runs it (npm run bench:gateway builds it first).

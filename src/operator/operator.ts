@@ -4,6 +4,8 @@ import type { Logger } from 'pino';
 import { API_VERSION, GROUP, parseDuration, VERSION } from '../api/common.ts';
 import type { ModelAllowlist, ModelAllowlistStatus } from '../api/model-allowlist.ts';
 import { type ProviderConnection, ProviderConnectionSpec } from '../api/provider-connection.ts';
+import { KubeClient, KubeError, resourcePath } from '../kube/client.ts';
+import { Informer, type ObjectWithMeta, objectKey } from '../kube/informer.ts';
 import { SNAPSHOT_SECRET_NAME } from '../snapshot/codec.ts';
 import {
   type ConnectionPlan,
@@ -20,8 +22,6 @@ import { OperatorMetrics } from './metrics.ts';
 import { type Condition, mergeConditions } from './runtime/conditions.ts';
 import { Controller, type ReconcileContext, type ReconcileResult } from './runtime/controller.ts';
 import { EventRecorder } from './runtime/events.ts';
-import { Informer, type ObjectWithMeta, objectKey } from '../kube/informer.ts';
-import { KubeClient, KubeError, resourcePath } from '../kube/client.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
 import { WorkQueue } from './runtime/queue.ts';
 import { SnapshotWriter } from './snapshot-writer.ts';

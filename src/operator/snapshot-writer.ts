@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
+import { type KubeClient, KubeError } from '../kube/client.ts';
 import {
   decodeSnapshot,
   encodeSnapshot,
@@ -10,7 +11,6 @@ import {
   type Snapshot,
   type SnapshotConnection,
 } from '../snapshot/index.ts';
-import { type KubeClient, KubeError } from '../kube/client.ts';
 
 interface SecretObject {
   metadata: {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { kubeTime } from './conditions.ts';
 import type { KubeClient } from '../../kube/client.ts';
+import { kubeTime } from './conditions.ts';
 
 export interface InvolvedObject {
   apiVersion: string;

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import { sleep } from '../../kube/informer.ts';
 import { type KubeClient, KubeError } from '../../kube/client.ts';
+import { sleep } from '../../kube/informer.ts';
 
 export interface LeaderElectionOptions {
   namespace: string;
