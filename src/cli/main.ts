@@ -18,6 +18,12 @@ Commands:
                                Run the operator (in cluster, or with KUBECONFIG)
   gateway (--config-file F | --snapshot-secret NS/NAME) [--listen 0.0.0.0:8080] [--client-keys-file F] ...
                                Run the OpenAI-compatible gateway ('plugboard gateway --help' for every option)
+  standalone -f <file|dir> [-f ...] [--listen 127.0.0.1:8080] [--client-keys-file F] [--ui-dir D]
+                               Run verification and the gateway on manifests in files, no cluster (watched)
+  start [--listen 127.0.0.1:8080] [--mock-listen 127.0.0.1:8081] [-f examples/local]
+                               What npm start runs: a simulated provider and standalone on examples/local/
+  verify -f <file|dir> [-f ...] [--connect] [--output text|json]
+                               Validate manifests offline; --connect also verifies each connection
   help                         Show this help
 
 Run 'plugboard <command> --help' for a command's options.`;
@@ -54,6 +60,9 @@ const commands: Record<string, Command> = {
     return 0;
   },
   'mock-provider': async (args) => (await import('./mock-provider.ts')).runMockProvider(args),
+  standalone: async (args) => (await import('./standalone.ts')).runStandalone(args),
+  start: async (args) => (await import('./start.ts')).runStart(args),
+  verify: async (args) => (await import('./verify.ts')).runVerify(args),
 
   help: () => {
     console.log(USAGE);

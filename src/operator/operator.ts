@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { API_VERSION, GROUP, parseDuration, VERSION } from '../api/common.ts';
+import { API_VERSION, GROUP, VERSION } from '../api/common.ts';
 import type { ModelAllowlist, ModelAllowlistStatus } from '../api/model-allowlist.ts';
 import { type ProviderConnection, ProviderConnectionSpec } from '../api/provider-connection.ts';
 import { KubeClient, KubeError, resourcePath } from '../kube/client.ts';
@@ -9,15 +9,12 @@ import { Informer, type ObjectWithMeta, objectKey } from '../kube/informer.ts';
 import { SNAPSHOT_SECRET_NAME } from '../snapshot/codec.ts';
 import {
   type ConnectionPlan,
-  isVerificationDue,
   normaliseStatus,
-  planConnection,
-  rememberOutcome,
   type SecretState,
   type VerificationMemory,
-  verificationFingerprint,
 } from './logic/connection-status.ts';
 import type { AllowlistRef } from './logic/exposure.ts';
+import { verifyIfDueAndPlan } from './logic/reconcile.ts';
 import { OperatorMetrics } from './metrics.ts';
 import { type Condition, mergeConditions } from './runtime/conditions.ts';
 import { Controller, type ReconcileContext, type ReconcileResult } from './runtime/controller.ts';
@@ -131,7 +128,7 @@ export class Operator {
       },
       () => {
         this.metrics.isLeader.set(0);
-        void this.stopControllers();
+        void this.stopControllers(false);
         this.o.onLostLeadership?.();
       },
     );
@@ -139,7 +136,7 @@ export class Operator {
 
   async stop(): Promise<void> {
     await this.startedLeading;
-    await this.stopControllers();
+    await this.stopControllers(true);
     await this.elector?.stop();
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
     this.server?.closeAllConnections();
@@ -259,11 +256,13 @@ export class Operator {
     this.log.info({ connections: live.size }, 'operator started');
   }
 
-  private async stopControllers(): Promise<void> {
+  /** `flush`: still the leader (graceful stop), so pending snapshot changes are written before letting go. */
+  private async stopControllers(flush: boolean): Promise<void> {
     if (!this.running) return;
     this.running = false;
-    this.writer.stop();
     await Promise.all(this.controllers.map((c) => c.stop()));
+    if (flush) await this.writer.flush();
+    this.writer.stop();
     await Promise.all(
       [...this.connInformers, ...this.allowInformers, ...this.secretInformers].map((i) => i.stop()),
     );
@@ -334,47 +333,27 @@ export class Operator {
       models: a.spec.models,
     }));
 
-    let memory = this.memory.get(key);
-    if (spec.enabled && (secret.kind === 'none' || secret.kind === 'resolved')) {
-      const apiKey = secret.kind === 'resolved' ? secret.apiKey : undefined;
-      const fingerprint = verificationFingerprint(spec, apiKey);
-      if (isVerificationDue(memory, fingerprint, Date.now())) {
-        const outcome = await verifyConnection(
-          {
-            provider: spec.provider,
-            url: spec.url,
-            apiKey,
-            azureApiVersion: spec.azure?.apiVersion,
-            headers: spec.headers,
-            timeoutMs: parseDuration(spec.verification.timeout),
-          },
-          ctx.signal,
-        );
-        this.metrics.verificationDuration.observe({ provider: spec.provider }, outcome.durationMs / 1000);
-        this.metrics.verificationResults.inc({ reason: outcome.reason });
-        memory = rememberOutcome(
-          memory,
-          fingerprint,
-          outcome,
-          parseDuration(spec.verification.interval),
-          Date.now(),
-        );
-        this.memory.set(key, memory);
-        ctx.log.debug({ reason: outcome.reason, ms: Math.round(outcome.durationMs) }, 'verified');
-      }
+    const step = await verifyIfDueAndPlan(
+      {
+        namespace,
+        name,
+        generation: obj.metadata.generation ?? 0,
+        spec,
+        secret,
+        allowlists,
+        memory: this.memory.get(key),
+        previousStatus: obj.status,
+      },
+      verifyConnection,
+      ctx.signal,
+    );
+    if (step.verified) {
+      this.metrics.verificationDuration.observe({ provider: spec.provider }, step.verified.durationMs / 1000);
+      this.metrics.verificationResults.inc({ reason: step.verified.reason });
+      ctx.log.debug({ reason: step.verified.reason, ms: Math.round(step.verified.durationMs) }, 'verified');
     }
-
-    const plan = planConnection({
-      namespace,
-      name,
-      generation: obj.metadata.generation ?? 0,
-      spec,
-      secret,
-      allowlists,
-      memory,
-      previousStatus: obj.status,
-      now: new Date(),
-    });
+    if (step.memory) this.memory.set(key, step.memory);
+    const plan = step.plan;
     await this.applyPlan(obj, plan, ctx);
     return plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs } : undefined;
   }

@@ -15,7 +15,8 @@ export type SecretState =
   | { kind: 'none' }
   | { kind: 'resolved'; apiKey: string; version: string }
   | { kind: 'notFound'; secretName: string }
-  | { kind: 'keyMissing'; secretName: string; key: string };
+  /** `message` replaces the default advice when the key is missing for another reason (standalone: an unset env var). */
+  | { kind: 'keyMissing'; secretName: string; key: string; message?: string };
 
 /** What the operator remembers of a connection's last verification; rebuilt by verifying again after a restart. */
 export interface VerificationMemory {
@@ -135,7 +136,8 @@ function compileConditions(o: ConnectionObservation, exposedCount: number, disco
     const msg =
       s.kind === 'notFound'
         ? `Secret "${s.secretName}" was not found in namespace ${o.namespace}; create it with the API key under key "${spec.apiKeySecretRef?.key ?? 'apiKey'}"`
-        : `Secret "${s.secretName}" has no key "${s.key}"; add the API key under that key or set spec.apiKeySecretRef.key`;
+        : (s.message ??
+          `Secret "${s.secretName}" has no key "${s.key}"; add the API key under that key or set spec.apiKeySecretRef.key`);
     return [
       cond('SecretResolved', 'False', reason, msg, g),
       cond('Verified', 'Unknown', reason, 'waiting for the API key', g),

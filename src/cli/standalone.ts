@@ -1,0 +1,345 @@
+import { existsSync, type FSWatcher, watch as fsWatch, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Counter, Gauge } from 'prom-client';
+import { buildGateway, type Gateway } from '../gateway/app.ts';
+import { type ClientKeysSource, FileClientKeys, StaticClientKeys } from '../gateway/client-keys.ts';
+import { parseDurationMs } from '../gateway/errors.ts';
+import { MemorySnapshotSource } from '../gateway/snapshot-source.ts';
+import type { Verifier } from '../operator/logic/reconcile.ts';
+import { verifyConnection } from '../operator/verification/verify.ts';
+import { parseListen } from './args.ts';
+import { LocalReconciler } from './local-reconciler.ts';
+import { formatError, loadManifests, type ManifestSet } from './manifests.ts';
+
+export const STANDALONE_USAGE = `Usage: plugboard standalone -f <file|dir> [-f ...] [options]
+
+Runs the operator's verification and snapshot compilation on manifests in files, and the gateway, the UI,
+/api/connections and /metrics on one port. No cluster needed.
+
+  -f, --filename PATH          ProviderConnection, ModelAllowlist and Secret manifests (multi-document YAML);
+                               a directory means its *.yaml, *.yml and *.json. Repeatable. Watched: edits apply
+                               without a restart; a broken edit keeps the last good config and is reported.
+                               No namespace means "default". Secret values may say \${ENV_VAR}.
+  --listen HOST:PORT           Default 127.0.0.1:8080 (loopback; use 0.0.0.0:8080 to share it)
+  --client-keys-file F         Gateway API keys [{name, key | sha256, models?}] (watched)
+                               (or PLUGBOARD_CLIENT_KEYS: the same list inline)
+  --ui-dir D                   Serve the built UI from D at / (default: the package's dist/ui when built)
+  --drain-timeout 5s           On SIGTERM/SIGINT, how long in-flight requests may finish
+  --log-level info             trace | debug | info | warn | error`;
+
+export interface StandaloneOptions {
+  paths: string[];
+  host: string;
+  port: number;
+  clientKeys?: ClientKeysSource;
+  uiDir?: string;
+  logLevel?: string;
+  drainTimeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
+  verify?: Verifier;
+  /** How often files are re-read in case a change event was missed. Default 2 s. */
+  pollMs?: number;
+}
+
+export interface Standalone {
+  url: string;
+  gateway: Gateway;
+  /** Re-reads the files now (the watcher calls this). */
+  reload(): Promise<void>;
+  drain(): Promise<void>;
+}
+
+export class ConfigError extends Error {
+  readonly lines: string[];
+  constructor(lines: string[]) {
+    super(`the manifests are invalid:\n  ${lines.join('\n  ')}`);
+    this.lines = lines;
+  }
+}
+
+/** The UI that `npm run build` put next to the code, if any. */
+export function defaultUiDir(): string | undefined {
+  const dir = fileURLToPath(new URL('../../dist/ui', import.meta.url));
+  return existsSync(join(dir, 'index.html')) ? dir : undefined;
+}
+
+export async function startStandalone(o: StandaloneOptions): Promise<Standalone> {
+  const first = await loadManifests(o.paths);
+  if (first.errors.length > 0) throw new ConfigError(first.errors.map(formatError));
+
+  const source = new MemorySnapshotSource();
+  const gateway = await buildGateway({
+    snapshots: source,
+    clientKeys: o.clientKeys,
+    uiDir: o.uiDir,
+    drainTimeoutMs: o.drainTimeoutMs ?? 5000,
+    logger: { level: o.logLevel ?? 'info' },
+  });
+  const log = gateway.app.log.child({ component: 'standalone' });
+  const metrics = connectionMetrics(gateway);
+
+  // A config error stays reported (in /readyz and the log) while the last good config keeps serving, also
+  // across the snapshots that later verifications publish.
+  let configError: string | undefined;
+  const reconciler = new LocalReconciler({
+    verify: o.verify ?? verifyConnection,
+    env: o.env,
+    log,
+    onSnapshot: (snapshot) => {
+      source.set(snapshot);
+      if (configError) source.reportError(configError);
+    },
+    onReconciled: (key, step) => {
+      const [namespace, name] = key.split('/') as [string, string];
+      metrics.up.set({ namespace, name }, step.plan.ready.status === 'True' ? 1 : 0);
+      metrics.exposed.set({ namespace, name }, step.plan.status.exposedModelCount ?? 0);
+      if (step.verified) metrics.results.inc({ reason: step.verified.reason });
+    },
+    onForget: (key) => {
+      const [namespace, name] = key.split('/') as [string, string];
+      metrics.up.remove({ namespace, name });
+      metrics.exposed.remove({ namespace, name });
+    },
+  });
+
+  let applied: ManifestSet = first;
+  let lastSeen = first.fingerprint;
+  const describe = (set: ManifestSet) => ({
+    files: set.files.length,
+    connections: set.connections.length,
+    allowlists: set.allowlists.length,
+    secrets: set.secrets.length,
+  });
+  for (const s of first.skipped)
+    log.info(
+      { file: `${s.origin.file}#${s.origin.doc}`, kind: s.kind },
+      'ignoring a document of another kind',
+    );
+  await reconciler.apply(first);
+  log.info({ ...describe(first), ...reconciler.summary() }, 'manifests loaded');
+
+  let reloading: Promise<void> | undefined;
+  let pending = false;
+  const reloadOnce = async () => {
+    const set = await loadManifests(o.paths);
+    if (set.fingerprint === lastSeen) return;
+    lastSeen = set.fingerprint;
+    if (set.errors.length > 0) {
+      const lines = set.errors.map(formatError);
+      configError = `${lines.join('; ')} (the last good config keeps serving)`;
+      for (const e of set.errors)
+        log.error(
+          { file: e.doc > 0 ? `${e.file}#${e.doc}` : e.file, field: e.field, error: e.message },
+          `invalid manifest: ${formatError(e)}; keeping the last good config`,
+        );
+      source.reportError(configError);
+      return;
+    }
+    const recovered = configError !== undefined;
+    configError = undefined;
+    applied = set;
+    await reconciler.apply(set);
+    // An unchanged snapshot publishes nothing; clear the reported error explicitly.
+    const current = source.current();
+    if (recovered && current) source.set(current);
+    log.info({ ...describe(applied), ...reconciler.summary() }, 'manifests reloaded');
+  };
+  const reload = async (): Promise<void> => {
+    if (reloading) {
+      pending = true;
+      return reloading;
+    }
+    reloading = (async () => {
+      do {
+        pending = false;
+        try {
+          await reloadOnce();
+        } catch (err) {
+          log.error({ err: (err as Error).message }, 'reload failed');
+        }
+      } while (pending);
+    })().finally(() => {
+      reloading = undefined;
+    });
+    return reloading;
+  };
+
+  const stopWatching = watchPaths(o.paths, () => void reload(), o.pollMs ?? 2000);
+  let url: string;
+  try {
+    await o.clientKeys?.start?.();
+    url = await gateway.listen(o.host, o.port);
+  } catch (err) {
+    stopWatching();
+    reconciler.stop();
+    await o.clientKeys?.stop?.();
+    await gateway.close();
+    throw err;
+  }
+
+  return {
+    url,
+    gateway,
+    reload,
+    drain: async () => {
+      stopWatching();
+      reconciler.stop();
+      await o.clientKeys?.stop?.();
+      await gateway.drain();
+    },
+  };
+}
+
+/**
+ * Watches files and directories: a file through its directory (editors and ConfigMap mounts replace files by
+ * rename), with a debounce, plus a slow poll as a safety net; the caller skips reloads that change nothing.
+ */
+function watchPaths(paths: string[], onChange: () => void, pollMs: number): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  const schedule = () => {
+    clearTimeout(timer);
+    timer = setTimeout(onChange, 100);
+  };
+  const watchers: FSWatcher[] = [];
+  for (const p of paths) {
+    const abs = resolve(p);
+    let isDir = false;
+    try {
+      isDir = statSync(abs).isDirectory();
+    } catch {
+      // missing now: the poll notices when it appears
+    }
+    try {
+      const name = basename(abs);
+      const w = isDir
+        ? fsWatch(abs, schedule)
+        : fsWatch(dirname(abs), (_e, f) => {
+            if (f === null || f === name || f.startsWith('..')) schedule();
+          });
+      w.on('error', () => undefined);
+      watchers.push(w);
+    } catch {
+      // the poll still picks up changes
+    }
+  }
+  const poll = setInterval(onChange, pollMs);
+  poll.unref();
+  return () => {
+    clearTimeout(timer);
+    clearInterval(poll);
+    for (const w of watchers) w.close();
+  };
+}
+
+/** The operator's per-connection metrics, on the gateway's /metrics. */
+function connectionMetrics(gateway: Gateway) {
+  const registers = [gateway.metrics.registry];
+  return {
+    up: new Gauge({
+      name: 'plugboard_connection_up',
+      help: '1 when the connection is Ready, else 0.',
+      labelNames: ['namespace', 'name'],
+      registers,
+    }),
+    exposed: new Gauge({
+      name: 'plugboard_connection_models_exposed',
+      help: 'Models the gateway exposes for the connection.',
+      labelNames: ['namespace', 'name'],
+      registers,
+    }),
+    results: new Counter({
+      name: 'plugboard_verification_results_total',
+      help: 'Verification outcomes by condition reason.',
+      labelNames: ['reason'],
+      registers,
+    }),
+  };
+}
+
+/** Parses the flags shared by `standalone` and `start`. */
+export function clientKeysFrom(file: string | undefined): ClientKeysSource | undefined {
+  if (file) return new FileClientKeys(file);
+  if (process.env.PLUGBOARD_CLIENT_KEYS) return new StaticClientKeys(process.env.PLUGBOARD_CLIENT_KEYS);
+  return undefined;
+}
+
+/** Resolves on SIGINT/SIGTERM after draining; a second signal exits at once. */
+export function untilSignal(app: Standalone, onStop?: () => Promise<void>): Promise<number> {
+  return new Promise<number>((done) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) {
+        app.gateway.app.log.warn({ signal }, 'second signal: exiting now');
+        done(1);
+        return;
+      }
+      stopping = true;
+      app.gateway.app.log.info({ signal }, 'shutting down');
+      app
+        .drain()
+        .then(() => onStop?.())
+        .then(
+          () => done(0),
+          () => done(1),
+        );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+/** Turns "address in use" into advice. */
+export function listenAdvice(err: unknown, host: string, port: number): Error {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE')
+    return new Error(
+      `${host}:${port} is already in use (another plugboard?); stop it or pass --listen ${host}:<other port>`,
+    );
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+export async function runStandalone(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      filename: { type: 'string', short: 'f', multiple: true },
+      listen: { type: 'string', default: '127.0.0.1:8080' },
+      'client-keys-file': { type: 'string' },
+      'ui-dir': { type: 'string' },
+      'drain-timeout': { type: 'string', default: '5s' },
+      'log-level': { type: 'string', default: 'info' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(STANDALONE_USAGE);
+    return 0;
+  }
+  if (!values.filename?.length) {
+    console.error(`plugboard standalone: name the manifests with -f <file|dir>\n\n${STANDALONE_USAGE}`);
+    return 2;
+  }
+  const { host, port } = parseListen(values.listen as string);
+  let app: Standalone;
+  try {
+    app = await startStandalone({
+      paths: values.filename,
+      host,
+      port,
+      clientKeys: clientKeysFrom(values['client-keys-file']),
+      uiDir: values['ui-dir'] ?? defaultUiDir(),
+      logLevel: values['log-level'],
+      drainTimeoutMs: parseDurationMs(values['drain-timeout'] as string),
+    });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`plugboard standalone: ${err.message}`);
+      return 1;
+    }
+    throw listenAdvice(err, host, port);
+  }
+  app.gateway.app.log.info({ url: app.url }, `plugboard standalone is serving on ${app.url}`);
+  return untilSignal(app);
+}
