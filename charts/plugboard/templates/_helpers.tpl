@@ -1,0 +1,120 @@
+{{/* Names: <release>-plugboard unless the release name already contains the chart name. */}}
+{{- define "plugboard.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "plugboard.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "plugboard.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "plugboard.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: plugboard
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels of one component: include "plugboard.selectorLabels" (list . "gateway") */}}
+{{- define "plugboard.selectorLabels" -}}
+{{- $root := index . 0 -}}
+app.kubernetes.io/name: {{ include "plugboard.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{- define "plugboard.componentLabels" -}}
+{{ include "plugboard.labels" (index . 0) }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{- define "plugboard.operator.fullname" -}}{{ include "plugboard.fullname" . }}-operator{{- end -}}
+{{- define "plugboard.gateway.fullname" -}}{{ include "plugboard.fullname" . }}-gateway{{- end -}}
+
+{{- define "plugboard.operator.serviceAccountName" -}}
+{{- if .Values.operator.serviceAccount.create -}}
+{{- default (include "plugboard.operator.fullname" .) .Values.operator.serviceAccount.name -}}
+{{- else -}}
+{{- required "operator.serviceAccount.name is required when operator.serviceAccount.create is false" .Values.operator.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "plugboard.gateway.serviceAccountName" -}}
+{{- if .Values.gateway.serviceAccount.create -}}
+{{- default (include "plugboard.gateway.fullname" .) .Values.gateway.serviceAccount.name -}}
+{{- else -}}
+{{- required "gateway.serviceAccount.name is required when gateway.serviceAccount.create is false" .Values.gateway.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The operator writes the snapshot under this fixed name (src/snapshot/codec.ts); the Lease likewise. */}}
+{{- define "plugboard.snapshotSecretName" -}}plugboard-snapshot{{- end -}}
+{{- define "plugboard.leaseName" -}}plugboard-operator{{- end -}}
+
+{{- define "plugboard.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The restricted Pod Security Standard, for pod and container. */}}
+{{- define "plugboard.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "plugboard.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Values that the schema cannot check across fields; fail early with a message that says what to do. */}}
+{{- define "plugboard.validate" -}}
+{{- if and .Values.gateway.clientKeys.required (not .Values.gateway.clientKeys.existingSecret) -}}
+{{- fail "\n\ngateway.clientKeys: the in-cluster endpoint requires client API keys by default.\n  Create a Secret with data key keys.yaml in the release namespace, e.g.\n    kubectl create secret generic plugboard-client-keys --from-file=keys.yaml\n  and set gateway.clientKeys.existingSecret=plugboard-client-keys,\n  or set gateway.clientKeys.required=false to serve without keys (anyone who can reach the Service can use your providers)." -}}
+{{- end -}}
+{{- if and (gt (int .Values.operator.replicas) 1) (not .Values.operator.leaderElection) -}}
+{{- fail "\n\noperator.replicas > 1 needs operator.leaderElection=true (two leaders would both write status and the snapshot)." -}}
+{{- end -}}
+{{- if and .Values.gateway.autoscaling.enabled (gt (int .Values.gateway.autoscaling.minReplicas) (int .Values.gateway.autoscaling.maxReplicas)) -}}
+{{- fail "\n\ngateway.autoscaling.minReplicas must not exceed gateway.autoscaling.maxReplicas." -}}
+{{- end -}}
+{{- if eq (int .Values.gateway.port) (int .Values.gateway.metricsPort) -}}
+{{- fail "\n\ngateway.port and gateway.metricsPort must differ." -}}
+{{- end -}}
+{{- end -}}
+
+{{/* V8 heap cap: 75% of the memory limit (Mi or Gi), so the process fails over before the OOM killer strikes. */}}
+{{- define "plugboard.heapMiB" -}}
+{{- $mem := toString (dig "limits" "memory" "512Mi" .) -}}
+{{- if hasSuffix "Gi" $mem -}}{{- div (mul (trimSuffix "Gi" $mem | int) 1024 3) 4 -}}
+{{- else if hasSuffix "Mi" $mem -}}{{- div (mul (trimSuffix "Mi" $mem | int) 3) 4 -}}
+{{- else -}}384{{- end -}}
+{{- end -}}
