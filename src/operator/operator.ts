@@ -360,6 +360,13 @@ export class Operator {
 
   private async applyPlan(obj: Conn, plan: ConnectionPlan, ctx: ReconcileContext) {
     const { namespace, name } = obj.metadata as { namespace: string; name: string };
+    const involved = {
+      apiVersion: API_VERSION,
+      kind: 'ProviderConnection',
+      namespace,
+      name,
+      uid: obj.metadata.uid,
+    };
     if (plan.statusChanged) {
       const removed = Object.fromEntries(
         Object.keys(obj.status ?? {})
@@ -370,13 +377,6 @@ export class Operator {
       this.metrics.statusWrites.inc({ kind: 'ProviderConnection' });
       const before = obj.status?.conditions?.find((c) => c.type === 'Ready');
       if (before?.reason !== plan.ready.reason || before?.status !== plan.ready.status) {
-        const involved = {
-          apiVersion: API_VERSION,
-          kind: 'ProviderConnection',
-          namespace,
-          name,
-          uid: obj.metadata.uid,
-        };
         await this.events.record(
           involved,
           plan.ready.status === 'True' ? 'Normal' : 'Warning',
@@ -386,13 +386,6 @@ export class Operator {
       }
     }
     if (plan.manyModels) {
-      const involved = {
-        apiVersion: API_VERSION,
-        kind: 'ProviderConnection',
-        namespace,
-        name,
-        uid: obj.metadata.uid,
-      };
       const msg = plan.status.conditions?.find((c) => c.type === 'ModelsDiscovered')?.message ?? '';
       await this.events.record(involved, 'Warning', 'TooManyModels', msg);
     }

@@ -5,23 +5,11 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import OpenAI from 'openai';
 import { Agent, fetch as undiciFetch } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
-import {
-  type MockProvider,
-  type MockProviderOptions,
-  startMockProvider,
-} from '../../src/mock-provider/index.ts';
+import { describe, expect, it } from 'vitest';
+import { useMockProviders } from '../support/mocks.ts';
 
 // Outages, slow upstreams, client aborts, TLS and the CLI: what a gateway's resilience is tested against.
-const started: MockProvider[] = [];
-async function mock(opts: MockProviderOptions) {
-  const m = await startMockProvider(opts);
-  started.push(m);
-  return m;
-}
-afterEach(async () => {
-  await Promise.all(started.splice(0).map((m) => m.close()));
-});
+const mock = useMockProviders('each');
 
 const chatBody = (stream = false) =>
   JSON.stringify({

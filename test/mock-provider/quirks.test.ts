@@ -1,22 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import {
-  MOCK_PROFILES,
-  type MockProfileName,
-  type MockProvider,
-  type MockProviderOptions,
-  startMockProvider,
-} from '../../src/mock-provider/index.ts';
+import { describe, expect, it } from 'vitest';
+import { MOCK_PROFILES, type MockProfileName } from '../../src/mock-provider/index.ts';
+import { useMockProviders } from '../support/mocks.ts';
 
 // Each profile reproduces the wire quirks of the real provider that a gateway has to cope with.
-const started: MockProvider[] = [];
-async function mock(opts: MockProviderOptions) {
-  const m = await startMockProvider(opts);
-  started.push(m);
-  return m;
-}
-afterEach(async () => {
-  await Promise.all(started.splice(0).map((m) => m.close()));
-});
+const mock = useMockProviders('each');
 
 const chat = (url: string, body: Record<string, unknown>, headers: Record<string, string> = {}) =>
   fetch(url, {

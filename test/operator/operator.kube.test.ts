@@ -1,18 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type MockProvider, startMockProvider } from '../../src/mock-provider/index.ts';
+import type { MockProvider } from '../../src/mock-provider/index.ts';
 import type { Operator } from '../../src/operator/operator.ts';
 import { createNamespace, testKubeConfig } from '../support/kube.ts';
+import { useMockProviders } from '../support/mocks.ts';
 import { Api, cond, eventually, startOperator } from './harness.ts';
 
 const KEY = 'sk-canary-operator-4f1c9a';
 let api: Api;
 let op: Operator;
-const mocks: MockProvider[] = [];
-async function mock(opts: Parameters<typeof startMockProvider>[0]) {
-  const m = await startMockProvider(opts);
-  mocks.push(m);
-  return m;
-}
+const mock = useMockProviders();
 
 beforeAll(async () => {
   const kc = testKubeConfig();
@@ -23,7 +19,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await op?.stop();
-  await Promise.all(mocks.map((m) => m.close()));
 });
 
 describe('operator against a real API server', () => {

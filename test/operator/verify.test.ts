@@ -1,17 +1,10 @@
 import { createServer } from 'node:net';
-import { afterAll, describe, expect, it } from 'vitest';
-import { type MockProvider, startMockProvider } from '../../src/mock-provider/index.ts';
+import { describe, expect, it } from 'vitest';
+import type { MockProvider } from '../../src/mock-provider/index.ts';
 import { type VerifyTarget, verifyConnection } from '../../src/operator/verification/verify.ts';
+import { useMockProviders } from '../support/mocks.ts';
 
-const mocks: MockProvider[] = [];
-async function mock(opts: Parameters<typeof startMockProvider>[0]) {
-  const m = await startMockProvider(opts);
-  mocks.push(m);
-  return m;
-}
-afterAll(async () => {
-  await Promise.all(mocks.map((m) => m.close()));
-});
+const mock = useMockProviders();
 
 const target = (m: MockProvider, extra: Partial<VerifyTarget> = {}): VerifyTarget => ({
   provider: 'OpenAI',
