@@ -1,7 +1,4 @@
 import { parseArgs } from 'node:util';
-import { crdsYaml } from '../api/crds.ts';
-import { profileYaml } from '../providers/manifests.ts';
-import { findProfile, PROVIDER_PROFILES } from '../providers/profiles.ts';
 
 const USAGE = `Usage: plugboard <command> [options]
 
@@ -33,11 +30,15 @@ type Command = (args: string[]) => Promise<number> | number;
 const commands: Record<string, Command> = {
   operator: async (args) => (await import('./operator.ts')).runOperator(args),
   gateway: async (args) => (await import('./gateway.ts')).runGateway(args),
-  crds: () => {
+  crds: async () => {
+    const { crdsYaml } = await import('../api/crds.ts');
     process.stdout.write(crdsYaml());
     return 0;
   },
-  init: (args) => {
+  // Commands load their modules on use, so `plugboard gateway` does not carry the CRD and manifest tooling.
+  init: async (args) => {
+    const { profileYaml } = await import('../providers/manifests.ts');
+    const { findProfile, PROVIDER_PROFILES } = await import('../providers/profiles.ts');
     const { values, positionals } = parseArgs({
       args,
       allowPositionals: true,

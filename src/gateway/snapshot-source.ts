@@ -1,9 +1,9 @@
 import { type FSWatcher, watch as fsWatch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { decodeSnapshot } from '../snapshot/codec.ts';
 import { Snapshot } from '../snapshot/schema.ts';
+import { parseJsonOrYaml as parseYaml } from './parse-config.ts';
 
 /** What /readyz reports about where the routing snapshot comes from. */
 export interface SnapshotStatus {
