@@ -7,6 +7,12 @@ import { buildGateway } from '../gateway/app.ts';
 import { type ClientKeysSource, FileClientKeys, StaticClientKeys } from '../gateway/client-keys.ts';
 import { parseBytes, parseDurationMs } from '../gateway/errors.ts';
 import { FileSnapshotSource, type SnapshotSource } from '../gateway/snapshot-source.ts';
+import {
+  ADDRESS_POLICY_FLAGS,
+  ADDRESS_POLICY_USAGE,
+  policyFromFlags,
+  setAddressPolicy,
+} from '../net/address-policy.ts';
 import { parseListen } from './args.ts';
 
 export const GATEWAY_USAGE = `Usage: plugboard gateway [options]
@@ -24,6 +30,7 @@ Serves the OpenAI-compatible API from a routing snapshot.
   --drain-timeout 30s          On SIGTERM/SIGINT, how long in-flight requests may finish
   --max-json-body 8MiB         --max-multipart-body 25MiB
   --log-level info             trace | debug | info | warn | error
+${ADDRESS_POLICY_USAGE}
 In cluster (KUBERNETES_SERVICE_HOST set) the service account is used, else KUBECONFIG.`;
 
 export async function runGateway(args: string[]): Promise<number> {
@@ -42,6 +49,7 @@ export async function runGateway(args: string[]): Promise<number> {
       'max-multipart-body': { type: 'string', default: '25MiB' },
       'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', short: 'h' },
+      ...ADDRESS_POLICY_FLAGS,
     },
   });
   if (values.help) {
@@ -54,6 +62,9 @@ export async function runGateway(args: string[]): Promise<number> {
     );
     return 2;
   }
+  // Which upstream addresses the gateway may connect to (src/net/address-policy.ts); set before any pool exists.
+  const policy = policyFromFlags(values);
+  setAddressPolicy(policy);
   let snapshots: SnapshotSource;
   if (values['config-file']) snapshots = new FileSnapshotSource(values['config-file']);
   else {
@@ -82,6 +93,7 @@ export async function runGateway(args: string[]): Promise<number> {
     // Buffered, asynchronous log writes: one write syscall per 4 KiB instead of one per access line.
     logger: { level: values['log-level'] as string, stream: logDestination },
   });
+  gateway.app.log.info({ addressPolicy: policy.describe() }, 'upstream address policy');
   const { host, port } = parseListen(values.listen as string);
   const url = await gateway.listen(host, port);
   if (values['metrics-listen']) {

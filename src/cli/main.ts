@@ -11,7 +11,7 @@ Commands:
                 [--fail-status N] [--model-count N] [--tls [--ca-out FILE]]
                                Run a simulated upstream provider until SIGINT/SIGTERM
   operator [--namespace NS] [--watch-namespaces a,b] [--listen 0.0.0.0:8081] [--leader-elect=false]
-           [--concurrency 16] [--log-level info]
+           [--concurrency 16] [--log-level info] [--allow-loopback true|false] [--deny-cidrs A,B] [--allow-cidrs A,B]
                                Run the operator (in cluster, or with KUBECONFIG)
   gateway (--config-file F | --snapshot-secret NS/NAME) [--listen 0.0.0.0:8080] [--client-keys-file F] ...
                                Run the OpenAI-compatible gateway ('plugboard gateway --help' for every option)

@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import pino from 'pino';
+import { ADDRESS_POLICY_FLAGS, policyFromFlags, setAddressPolicy } from '../net/address-policy.ts';
 import { Operator } from '../operator/operator.ts';
 import { parseListen } from './args.ts';
 
@@ -18,9 +19,14 @@ export async function runOperator(args: string[]): Promise<number> {
       'leader-elect': { type: 'string', default: 'true' },
       concurrency: { type: 'string', default: '16' },
       'log-level': { type: 'string', default: 'info' },
+      ...ADDRESS_POLICY_FLAGS,
     },
   });
   const log = pino({ level: values['log-level'], base: { component: 'operator' } });
+  // Which upstream addresses verification may connect to (src/net/address-policy.ts).
+  const policy = policyFromFlags(values);
+  setAddressPolicy(policy);
+  log.info({ addressPolicy: policy.describe() }, 'upstream address policy');
   const namespace =
     values.namespace ??
     process.env.POD_NAMESPACE ??

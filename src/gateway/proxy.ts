@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
+import { isBlockedAddressError } from '../net/address-policy.ts';
 import { GatewayError } from './errors.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import type { Balancer, Candidate } from './routing.ts';
@@ -37,6 +38,7 @@ export interface ProxyCall {
 }
 
 type FailureReason =
+  | 'blocked_address'
   | 'connect_error'
   | 'connect_timeout'
   | 'first_byte_timeout'
@@ -63,6 +65,7 @@ const HOP_BY_HOP = new Set([
 
 function classify(err: unknown): FailureReason {
   if (err instanceof TotalTimeout) return 'total_timeout';
+  if (isBlockedAddressError(err)) return 'blocked_address';
   const code = (err as { code?: string })?.code;
   switch (code) {
     case 'UND_ERR_CONNECT_TIMEOUT':
@@ -88,6 +91,11 @@ function classify(err: unknown): FailureReason {
 
 function describe(reason: FailureReason, err: unknown): string {
   switch (reason) {
+    case 'blocked_address': {
+      // The host and the rule, not the resolved address: clients need not learn the cluster's DNS answers.
+      const e = isBlockedAddressError(err) ? err : undefined;
+      return `is at an address the gateway's policy refuses (${e ? `${e.host}: ${e.rule}` : 'blocked'}); nothing was sent to it`;
+    }
     case 'connect_error': {
       const code = (err as { code?: string })?.code;
       return `could not be reached (${code === 'ECONNREFUSED' ? 'connection refused' : (code ?? 'connect error')})`;
@@ -299,7 +307,11 @@ export async function proxy(
           `Upstream ${cand.key} ${describe(reason, err)}.`,
           {
             type: 'upstream_error',
-            code: isTimeout(reason) ? 'upstream_timeout' : 'upstream_unavailable',
+            code: isTimeout(reason)
+              ? 'upstream_timeout'
+              : reason === 'blocked_address'
+                ? 'upstream_blocked'
+                : 'upstream_unavailable',
           },
         );
         log.warn({ connection: cand.key, reason, err: (err as Error).message }, 'upstream request failed');
@@ -331,6 +343,32 @@ export async function proxy(
     // The response starts: from here on, no failover.
     const cand = chosen;
     status = response.statusCode;
+    if (status >= 300 && status < 400) {
+      // Never followed (SSRF) and never handed to the client, whose next hop it would become.
+      void response.body.dump().catch(() => undefined);
+      clearTimeout(timer);
+      balancer.release(cand.key);
+      const e = new GatewayError(
+        502,
+        `Upstream ${cand.key} answered with a redirect (HTTP ${status}), which the gateway never follows; check its URL.`,
+        { type: 'upstream_error', code: 'upstream_redirect' },
+      );
+      status = e.status;
+      failure = e.message;
+      writeError(res, requestId, e);
+      return;
+    }
+    if (status >= 400 && cand.connection.apiKey) {
+      // Upstream errors pass through, but some providers echo the key in them: scrub before it leaves.
+      const text = scrub(await readSome(response.body, 64 * 1024), cand);
+      clearTimeout(timer);
+      balancer.release(cand.key);
+      const headers = responseHeaders(response.headers, requestId, false);
+      headers['content-length'] = String(Buffer.byteLength(text));
+      res.writeHead(status, headers);
+      res.end(text);
+      return;
+    }
     const ctype = String(response.headers['content-type'] ?? '');
     const sse = ctype.startsWith('text/event-stream');
     res.writeHead(status, responseHeaders(response.headers, requestId, sse));

@@ -1,4 +1,5 @@
 import { Pool } from 'undici';
+import { type SafeConnectorOptions, safeConnector } from '../net/safe-connect.ts';
 import type { SnapshotConnection } from '../snapshot/schema.ts';
 
 /** The OpenAI API paths the gateway proxies, relative to a connection's base URL. */
@@ -83,6 +84,11 @@ export function upstreamTarget(
 export interface PoolTls {
   /** Extra CA certificates (PEM) trusted for upstream TLS, e.g. a private CA or a test certificate. */
   ca?: string | string[];
+  /**
+   * The address policy (default: the process's, see src/net/address-policy.ts), a resolver and a connector
+   * (tests). Every upstream connection is checked against the policy and opened to the checked address.
+   */
+  net?: Pick<SafeConnectorOptions, 'policy' | 'resolve' | 'connect'>;
 }
 
 /**
@@ -112,12 +118,12 @@ export class Pools {
           pipelining: 1,
           keepAliveTimeout: 4_000,
           keepAliveMaxTimeout: 600_000,
-          connectTimeout: t.connectMs,
           // undici's headersTimeout is the time to the response headers: our first-byte timeout.
           headersTimeout: t.firstByteMs,
           // bodyTimeout is the longest silence between two body chunks: our idle timeout.
           bodyTimeout: t.idleMs,
-          ...(this.tls.ca ? { connect: { ca: this.tls.ca, timeout: t.connectMs } } : {}),
+          // The address policy: resolve, check every address, connect to the checked one (no rebinding).
+          connect: safeConnector({ ...this.tls.net, ca: this.tls.ca, timeoutMs: t.connectMs }),
         }),
         lastUsed: Date.now(),
       };

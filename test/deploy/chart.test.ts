@@ -246,6 +246,26 @@ describe('helm chart charts/plugboard', () => {
     expect(find(docs, 'Role', '-gateway').rules[0].resourceNames).toEqual(['plugboard-snapshot']);
   });
 
+  it('passes the upstream address policy to both roles: no loopback in a pod, deny/allow lists when given', () => {
+    const byDefault = render({ values: KEYS });
+    for (const role of ['operator', 'gateway'])
+      expect(args(byDefault, role)).toContain('--allow-loopback=false');
+    const docs = render({
+      values: [
+        KEYS,
+        { upstreamAddressPolicy: { denyCidrs: ['10.96.0.0/12'], allowCidrs: ['10.0.0.0/8', '0.0.0.0/0'] } },
+      ],
+    });
+    for (const role of ['operator', 'gateway']) {
+      expect(args(docs, role)).toEqual(
+        expect.arrayContaining(['--deny-cidrs=10.96.0.0/12', '--allow-cidrs=10.0.0.0/8,0.0.0.0/0']),
+      );
+    }
+    expect(
+      renderError({ values: [KEYS, { upstreamAddressPolicy: { denyCidrs: ['nope'] } }] }).stderr,
+    ).toContain("'nope' does not match pattern");
+  });
+
   describe('every integration on', () => {
     const docs = render({
       values: [

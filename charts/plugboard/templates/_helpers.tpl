@@ -118,3 +118,15 @@ seccompProfile:
 {{- else if hasSuffix "Mi" $mem -}}{{- div (mul (trimSuffix "Mi" $mem | int) 3) 4 -}}
 {{- else -}}384{{- end -}}
 {{- end -}}
+
+{{/* The upstream address policy flags, shared by the operator and the gateway. */}}
+{{- define "plugboard.addressPolicyArgs" -}}
+{{- $p := .Values.upstreamAddressPolicy -}}
+- --allow-loopback={{ $p.allowLoopback }}
+{{- with $p.denyCidrs }}
+- --deny-cidrs={{ join "," . }}
+{{- end }}
+{{- with $p.allowCidrs }}
+- --allow-cidrs={{ join "," . }}
+{{- end }}
+{{- end -}}

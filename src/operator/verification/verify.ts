@@ -1,5 +1,7 @@
-import { Agent, errors, request } from 'undici';
+import { Agent, type Dispatcher, errors, request } from 'undici';
 import type { ProviderType } from '../../api/provider-connection.ts';
+import { addressPolicy, checkUpstreamUrl, isBlockedAddressError } from '../../net/address-policy.ts';
+import { type SafeConnectorOptions, safeConnector } from '../../net/safe-connect.ts';
 
 /** Condition reasons of a verification, each telling a person what to do. */
 export const VerificationReasons = [
@@ -14,6 +16,7 @@ export const VerificationReasons = [
   'ConnectionRefused',
   'TLSError',
   'InvalidResponse',
+  'BlockedAddress',
 ] as const;
 export type VerificationReason = (typeof VerificationReasons)[number];
 
@@ -47,12 +50,17 @@ const MAX_BODY_BYTES = 32 * 1024 * 1024;
 const ANTHROPIC_VERSION = '2023-06-01';
 const ANTHROPIC_MAX_PAGES = 100;
 
+const AGENT_OPTIONS = { connections: 4, keepAliveTimeout: 10_000 } as const;
 let sharedAgent: Agent | undefined;
 function agent(): Agent {
-  // Verification never follows redirects (undici does not by default) and keeps few idle sockets.
-  sharedAgent ??= new Agent({ connections: 4, keepAliveTimeout: 10_000, connect: { timeout: 10_000 } });
+  // Verification never follows redirects (undici does not by default) and keeps few idle sockets. Every
+  // connection goes through the address policy (read at connect time, so the one the CLI sets applies).
+  sharedAgent ??= new Agent({ ...AGENT_OPTIONS, connect: safeConnector({ timeoutMs: 10_000 }) });
   return sharedAgent;
 }
+
+/** How verification connects; omit for the process's address policy and the system resolver. */
+export type VerifyNetOptions = Pick<SafeConnectorOptions, 'policy' | 'resolve' | 'connect' | 'ca'>;
 
 /** Where and how to ask an upstream for its models, per dialect. */
 export function modelsRequest(
@@ -120,11 +128,26 @@ const TLS_CODES = new Set([
   'EPROTO',
 ]);
 
+const BLOCKED_ADVICE: Record<string, string> = {
+  loopback: "point spec.url at the upstream's Service or pod address",
+  'deny-cidrs':
+    'point spec.url at another upstream, or ask the cluster admin to remove the range from --deny-cidrs',
+  'allow-cidrs':
+    'point spec.url at an upstream inside --allow-cidrs, or ask the cluster admin to add its range',
+};
+
 function networkFailure(
   err: unknown,
   host: string,
   timeoutMs: number,
 ): Omit<VerifyOutcome & { ok: false }, 'durationMs'> {
+  if (isBlockedAddressError(err)) {
+    return {
+      ok: false,
+      reason: 'BlockedAddress',
+      message: `refused to connect: ${err.message}; ${BLOCKED_ADVICE[err.rule] ?? "this address is never allowed: point spec.url at the upstream's real address"}`,
+    };
+  }
   const e = err as {
     code?: string;
     name?: string;
@@ -169,9 +192,18 @@ function networkFailure(
 }
 
 /** Calls the upstream's model list the way its provider expects and classifies the outcome. */
-export async function verifyConnection(t: VerifyTarget, signal?: AbortSignal): Promise<VerifyOutcome> {
+export async function verifyConnection(
+  t: VerifyTarget,
+  signal?: AbortSignal,
+  net?: VerifyNetOptions,
+): Promise<VerifyOutcome> {
   const started = performance.now();
   const host = new URL(t.url).host;
+  // A dedicated agent when the caller chose how to connect (tests, `plugboard verify`), else the shared one.
+  const own = net
+    ? new Agent({ ...AGENT_OPTIONS, connect: safeConnector({ ...net, timeoutMs: t.timeoutMs }) })
+    : undefined;
+  const dispatcher: Dispatcher = own ?? agent();
   // A cleared timer rather than AbortSignal.timeout/any, which stay alive until they fire.
   const ac = new AbortController();
   const timer = setTimeout(
@@ -192,7 +224,7 @@ export async function verifyConnection(t: VerifyTarget, signal?: AbortSignal): P
         method: 'GET',
         headers,
         signal: abort,
-        dispatcher: agent(),
+        dispatcher,
         headersTimeout: t.timeoutMs,
         bodyTimeout: t.timeoutMs,
       });
@@ -256,6 +288,14 @@ export async function verifyConnection(t: VerifyTarget, signal?: AbortSignal): P
           message: `the upstream is rate limiting (HTTP 429${retryAfterMs !== undefined ? `, retry after ${Math.ceil(retryAfterMs / 1000)}s` : ''}): ${said()}`,
         });
       }
+      if (status >= 300 && status < 400) {
+        return finish({
+          ok: false as const,
+          reason: 'UpstreamError' as const,
+          statusCode: status,
+          message: redirectMessage(path, status, res.headers.location, t, net),
+        });
+      }
       if (status < 200 || status >= 300) {
         return finish({
           ok: false as const,
@@ -311,6 +351,7 @@ export async function verifyConnection(t: VerifyTarget, signal?: AbortSignal): P
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener('abort', onAbort);
+    if (own) void own.destroy().catch(() => undefined);
   }
   return finish({
     ok: true as const,
@@ -318,4 +359,29 @@ export async function verifyConnection(t: VerifyTarget, signal?: AbortSignal): P
     models,
     message: `listed ${models.length} models`,
   });
+}
+
+/** A redirect is reported, never followed: where it pointed (scrubbed) and whether that address is refused. */
+function redirectMessage(
+  path: string,
+  status: number,
+  location: string | string[] | undefined,
+  t: VerifyTarget,
+  net: VerifyNetOptions | undefined,
+): string {
+  const loc = Array.isArray(location) ? location[0] : location;
+  let where = '';
+  if (loc) {
+    where = ` to ${scrub(loc, t.apiKey).slice(0, 200)}`;
+    try {
+      const target = new URL(loc, t.url).href;
+      const policy = typeof net?.policy === 'function' ? net.policy() : (net?.policy ?? addressPolicy());
+      const v = checkUpstreamUrl(target, policy);
+      if (!v.ok && v.rule !== 'invalid-url')
+        where += ` (refused: ${v.message.replace(/; Plugboard.*$/, '')})`;
+    } catch {
+      // an unparsable Location is reported as written
+    }
+  }
+  return `GET ${path} answered HTTP ${status}, a redirect${where}; Plugboard never follows redirects: set spec.url to the address that serves the API`;
 }
