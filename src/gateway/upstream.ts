@@ -1,5 +1,6 @@
 import { Pool } from 'undici';
 import { type SafeConnectorOptions, safeConnector } from '../net/safe-connect.ts';
+import { credentialHeaders } from '../providers/dialects.ts';
 import type { SnapshotConnection } from '../snapshot/schema.ts';
 
 /** The OpenAI API paths the gateway proxies, relative to a connection's base URL. */
@@ -13,8 +14,6 @@ export type Endpoint =
   | 'images/generations'
   | 'images/edits'
   | 'responses';
-
-const ANTHROPIC_VERSION = '2023-06-01';
 
 interface ParsedBase {
   origin: string;
@@ -39,12 +38,10 @@ export interface UpstreamTarget {
 }
 
 /**
- * Provider rules as data: where a request goes and which headers carry the key.
- * - OpenAI (any compatible server): `{url}/{endpoint}`, `Authorization: Bearer` when there is a key.
- * - AzureOpenAI: `{url}/openai/deployments/{deployment}/{endpoint}?api-version=`, `api-key` header; the
- *   Responses API is not per deployment: `{url}/openai/responses?api-version=`.
- * - Anthropic (OpenAI compatibility layer): `{url}/{endpoint}` with `Authorization: Bearer` (what the compat
- *   layer reads) and `x-api-key` + `anthropic-version` (what the rest of Anthropic's API reads).
+ * Where a request goes, per dialect; the credential headers come from src/providers/dialects.ts.
+ * - OpenAI and Anthropic (its OpenAI compatibility layer): `{url}/{endpoint}`.
+ * - AzureOpenAI: `{url}/openai/deployments/{deployment}/{endpoint}?api-version=`; the Responses API is not per
+ *   deployment: `{url}/openai/responses?api-version=`.
  * Connection `headers` are added first, so they can never override the credentials.
  */
 export function upstreamTarget(
@@ -55,28 +52,14 @@ export function upstreamTarget(
   const { origin, basePath } = base(c);
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(c.headers)) headers[k.toLowerCase()] = v;
-  let path: string;
-  switch (c.provider) {
-    case 'AzureOpenAI': {
-      const q = `?api-version=${encodeURIComponent(c.azureApiVersion ?? '')}`;
-      path =
-        endpoint === 'responses'
-          ? `${basePath}/openai/responses${q}`
-          : `${basePath}/openai/deployments/${encodeURIComponent(upstreamModel)}/${endpoint}${q}`;
-      if (c.apiKey) headers['api-key'] = c.apiKey;
-      break;
-    }
-    case 'Anthropic':
-      path = `${basePath}/${endpoint}`;
-      if (c.apiKey) {
-        headers.authorization = `Bearer ${c.apiKey}`;
-        headers['x-api-key'] = c.apiKey;
-      }
-      headers['anthropic-version'] ??= ANTHROPIC_VERSION;
-      break;
-    default:
-      path = `${basePath}/${endpoint}`;
-      if (c.apiKey) headers.authorization = `Bearer ${c.apiKey}`;
+  Object.assign(headers, credentialHeaders(c.provider, c.apiKey, 'inference'));
+  let path = `${basePath}/${endpoint}`;
+  if (c.provider === 'AzureOpenAI') {
+    const q = `?api-version=${encodeURIComponent(c.azureApiVersion ?? '')}`;
+    path =
+      endpoint === 'responses'
+        ? `${basePath}/openai/responses${q}`
+        : `${basePath}/openai/deployments/${encodeURIComponent(upstreamModel)}/${endpoint}${q}`;
   }
   return { origin, path, headers };
 }

@@ -2,6 +2,7 @@ import { Agent, type Dispatcher, errors, request } from 'undici';
 import type { ProviderType } from '../../api/provider-connection.ts';
 import { addressPolicy, checkUpstreamUrl, isBlockedAddressError } from '../../net/address-policy.ts';
 import { type SafeConnectorOptions, safeConnector } from '../../net/safe-connect.ts';
+import { credentialHeaders } from '../../providers/dialects.ts';
 
 /** Condition reasons of a verification, each telling a person what to do. */
 export const VerificationReasons = [
@@ -47,7 +48,6 @@ export type VerifyOutcome =
     };
 
 const MAX_BODY_BYTES = 32 * 1024 * 1024;
-const ANTHROPIC_VERSION = '2023-06-01';
 const ANTHROPIC_MAX_PAGES = 100;
 
 const AGENT_OPTIONS = { connections: 4, keepAliveTimeout: 10_000 } as const;
@@ -67,21 +67,22 @@ export function modelsRequest(
   t: VerifyTarget,
   afterId?: string,
 ): { url: string; headers: Record<string, string> } {
-  const headers: Record<string, string> = { accept: 'application/json', ...t.headers };
+  // Connection headers first, so they can never override the credentials.
+  const headers: Record<string, string> = {
+    accept: 'application/json',
+    ...t.headers,
+    ...credentialHeaders(t.provider, t.apiKey, 'models'),
+  };
   switch (t.provider) {
     case 'AzureOpenAI': {
-      if (t.apiKey) headers['api-key'] = t.apiKey;
       const q = new URLSearchParams({ 'api-version': t.azureApiVersion ?? '' });
       return { url: `${t.url}/openai/models?${q}`, headers };
     }
     case 'Anthropic': {
-      if (t.apiKey) headers['x-api-key'] = t.apiKey;
-      headers['anthropic-version'] = ANTHROPIC_VERSION;
       const q = new URLSearchParams({ limit: '1000', ...(afterId ? { after_id: afterId } : {}) });
       return { url: `${t.url}/models?${q}`, headers };
     }
     default:
-      if (t.apiKey) headers.authorization = `Bearer ${t.apiKey}`;
       return { url: `${t.url}/models`, headers };
   }
 }
