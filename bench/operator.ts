@@ -3,7 +3,7 @@
 // writes per minute in steady state, the operator's RSS and the snapshot size (also with OpenRouter-sized lists).
 // Run: npm run bench:operator [-- --connections 1000]
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -84,8 +84,12 @@ try {
   );
 
   // The operator runs as its own process, as in a cluster, so its RSS is its own.
-  const kubeconfigPath = join(cp.dir, 'bench-kubeconfig');
-  writeFileSync(kubeconfigPath, cp.kubeconfig);
+  // As in a pod: the service-account token and CA files and KUBERNETES_SERVICE_HOST/PORT, no kubeconfig.
+  const saDir = join(cp.dir, 'serviceaccount');
+  mkdirSync(saDir);
+  writeFileSync(join(saDir, 'token'), cp.adminToken);
+  writeFileSync(join(saDir, 'ca.crt'), cp.caData);
+  const apiServer = new URL(cp.server);
   const port = await freePort();
   const t0 = performance.now();
   const child = spawn(
@@ -98,13 +102,23 @@ try {
       '--watch-namespaces',
       NS,
       '--leader-elect=false',
+      '--allow-loopback=true', // the simulated upstream is on loopback
       '--listen',
       `127.0.0.1:${port}`,
       '--log-level',
       'warn',
     ],
     {
-      env: { ...process.env, KUBECONFIG: kubeconfigPath, NODE_OPTIONS: values['node-options'] },
+      // The compiled output, as the image runs it (npm run bench:operator builds it first): type stripping's
+      // compiler would otherwise add its own memory to the RSS measured here.
+      env: {
+        ...process.env,
+        KUBERNETES_SERVICE_HOST: apiServer.hostname,
+        KUBERNETES_SERVICE_PORT: apiServer.port,
+        PLUGBOARD_SERVICEACCOUNT_DIR: saDir,
+        NODE_OPTIONS: values['node-options'],
+        PLUGBOARD_FROM_DIST: '1',
+      },
       stdio: ['ignore', 'inherit', 'inherit'],
     },
   );

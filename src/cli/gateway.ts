@@ -69,16 +69,18 @@ export async function runGateway(args: string[]): Promise<number> {
   if (values['config-file']) snapshots = new FileSnapshotSource(values['config-file']);
   else {
     // @kubernetes/client-node is large: load it only in cluster mode
-    const { KubernetesSnapshotSource, loadKubeConfig, parseSecretRef } = await import('../gateway/kube.ts');
+    const { KubernetesSnapshotSource, parseSecretRef } = await import('../gateway/kube.ts');
+    const { loadKubeAuth } = await import('../kube/auth.ts');
     const ref = parseSecretRef(values['snapshot-secret'] as string, 'plugboard-snapshot');
-    snapshots = new KubernetesSnapshotSource(loadKubeConfig(), ref.namespace, ref.name);
+    snapshots = new KubernetesSnapshotSource(await loadKubeAuth(), ref.namespace, ref.name);
   }
   let clientKeys: ClientKeysSource | undefined;
   if (values['client-keys-file']) clientKeys = new FileClientKeys(values['client-keys-file']);
   else if (values['client-keys-secret']) {
-    const { loadKubeConfig, parseSecretRef, SecretClientKeys } = await import('../gateway/kube.ts');
+    const { parseSecretRef, SecretClientKeys } = await import('../gateway/kube.ts');
+    const { loadKubeAuth } = await import('../kube/auth.ts');
     const ref = parseSecretRef(values['client-keys-secret']);
-    clientKeys = new SecretClientKeys(loadKubeConfig(), ref.namespace, ref.name);
+    clientKeys = new SecretClientKeys(await loadKubeAuth(), ref.namespace, ref.name);
   } else if (process.env.PLUGBOARD_CLIENT_KEYS)
     clientKeys = new StaticClientKeys(process.env.PLUGBOARD_CLIENT_KEYS);
 

@@ -1,8 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { KubeConfig } from '@kubernetes/client-node';
 import pino from 'pino';
+import { loadKubeAuth } from '../kube/auth.ts';
 import { ADDRESS_POLICY_FLAGS, policyFromFlags, setAddressPolicy } from '../net/address-policy.ts';
 import { Operator } from '../operator/operator.ts';
 import { parseListen } from './args.ts';
@@ -31,15 +31,14 @@ export async function runOperator(args: string[]): Promise<number> {
     values.namespace ??
     process.env.POD_NAMESPACE ??
     (existsSync(SA_NAMESPACE) ? readFileSync(SA_NAMESPACE, 'utf8').trim() : 'plugboard-system');
-  const kc = new KubeConfig();
-  kc.loadFromDefault(); // in-cluster service account, else KUBECONFIG / ~/.kube/config
+  const kubeConfig = await loadKubeAuth(); // the pod's service account, else KUBECONFIG / ~/.kube/config
   const concurrency = Number(values.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1)
     throw new Error('--concurrency must be a positive integer');
 
   let exitCode = 0;
   const operator = new Operator({
-    kubeConfig: kc,
+    kubeConfig,
     namespace,
     watchNamespaces: values['watch-namespaces']
       ?.split(',')
@@ -68,7 +67,7 @@ export async function runOperator(args: string[]): Promise<number> {
   process.once('SIGTERM', () => void shutdown());
   process.once('SIGINT', () => void shutdown());
   await operator.start();
-  log.info({ namespace, probes: operator.probeAddress }, 'operator running');
+  log.info({ namespace, probes: operator.probeAddress, auth: kubeConfig.source }, 'operator running');
   await finished;
   return exitCode;
 }

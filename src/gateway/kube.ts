@@ -1,17 +1,10 @@
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeAuth } from '../kube/auth.ts';
 import { KubeClient } from '../kube/client.ts';
 import { Informer } from '../kube/informer.ts';
 import { decodeSnapshot, SNAPSHOT_DATA_KEY, SNAPSHOT_SECRET_NAME } from '../snapshot/codec.ts';
 import { type ClientKeySet, type ClientKeysSource, parseClientKeys } from './client-keys.ts';
 import { BaseSnapshotSource } from './snapshot-source.ts';
-
-/** In cluster (KUBERNETES_SERVICE_HOST set): the service account; otherwise KUBECONFIG / ~/.kube/config. */
-export function loadKubeConfig(): KubeConfig {
-  const kc = new KubeConfig();
-  if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
-  else kc.loadFromDefault();
-  return kc;
-}
 
 /** `ns/name` → parts (name defaults to `defaultName` when only a namespace is given). */
 export function parseSecretRef(ref: string, defaultName?: string): { namespace: string; name: string } {
@@ -35,7 +28,7 @@ export class SecretWatcher {
   private readonly client: KubeClient;
 
   constructor(
-    kc: KubeConfig,
+    kc: KubeConfig | KubeAuth,
     namespace: string,
     name: string,
     onSecret: (s: SecretObject | undefined) => void,
@@ -80,7 +73,7 @@ export class KubernetesSnapshotSource extends BaseSnapshotSource {
   private readonly watcher: SecretWatcher;
   private lastData: string | undefined;
 
-  constructor(kc: KubeConfig, namespace: string, name = SNAPSHOT_SECRET_NAME) {
+  constructor(kc: KubeConfig | KubeAuth, namespace: string, name = SNAPSHOT_SECRET_NAME) {
     super(`secret:${namespace}/${name}`);
     this.watcher = new SecretWatcher(
       kc,
@@ -132,7 +125,7 @@ export class SecretClientKeys implements ClientKeysSource {
   private error: string | undefined;
   private readonly watcher: SecretWatcher;
 
-  constructor(kc: KubeConfig, namespace: string, name: string) {
+  constructor(kc: KubeConfig | KubeAuth, namespace: string, name: string) {
     this.watcher = new SecretWatcher(
       kc,
       namespace,

@@ -12,6 +12,7 @@
 import { request as httpRequest } from 'node:http';
 import { Agent, type RequestOptions, request } from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node';
+import { isKubeAuth, type KubeAuth, kubeConfigAuth } from './auth.ts';
 
 export class KubeError extends Error {
   readonly code: number;
@@ -42,31 +43,24 @@ export interface WatchEvent<T> {
 
 export class KubeClient {
   readonly server: string;
-  private readonly kc: KubeConfig;
+  private readonly auth: KubeAuth;
   private agent: Agent | undefined;
 
-  constructor(kc: KubeConfig) {
-    const server = kc.getCurrentCluster()?.server;
-    if (!server) throw new Error('the kubeconfig has no current cluster');
-    this.kc = kc;
-    this.server = server.replace(/\/+$/, '');
+  constructor(config: KubeConfig | KubeAuth) {
+    this.auth = isKubeAuth(config) ? config : kubeConfigAuth(config);
+    this.server = this.auth.server.replace(/\/+$/, '');
   }
 
   private async options(method: string, headers: Record<string, string>): Promise<RequestOptions> {
-    const opts: RequestOptions = { method, headers: { ...headers } };
-    await this.kc.applyToHTTPSOptions(opts);
-    // applyToHTTPSOptions builds a fresh agent per call; keep one keep-alive agent with the same TLS settings.
-    this.agent ??= new Agent({
-      keepAlive: true,
-      maxSockets: 64,
-      ca: opts.ca,
-      cert: opts.cert,
-      key: opts.key,
-      rejectUnauthorized: opts.rejectUnauthorized,
-      servername: opts.servername,
-    });
-    opts.agent = this.server.startsWith('https:') ? this.agent : undefined;
-    return opts;
+    const auth = await this.auth.headers();
+    // One keep-alive agent with the cluster's TLS settings (known once the credentials were first applied).
+    const tls = this.auth.tls;
+    this.agent ??= new Agent({ keepAlive: true, maxSockets: 64, ...tls });
+    return {
+      method,
+      headers: { ...headers, ...auth },
+      agent: this.server.startsWith('https:') ? this.agent : undefined,
+    };
   }
 
   async request<T = unknown>(method: string, path: string, req: KubeRequest = {}): Promise<T> {
@@ -159,7 +153,12 @@ export class KubeClient {
       r.on('error', (err) =>
         signal.aborted
           ? resolve()
-          : reject(new KubeError(0, 'NetworkError', `watch ${path}: ${err.message}`)),
+          : // A 410 (or other Status) thrown from an ERROR event keeps its code, so callers can relist at once.
+            reject(
+              err instanceof KubeError
+                ? err
+                : new KubeError(0, 'NetworkError', `watch ${path}: ${err.message}`),
+            ),
       );
       r.end();
     });

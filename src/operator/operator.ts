@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { API_VERSION, GROUP, VERSION } from '../api/common.ts';
 import type { ModelAllowlist, ModelAllowlistStatus } from '../api/model-allowlist.ts';
 import { type ProviderConnection, ProviderConnectionSpec } from '../api/provider-connection.ts';
+import type { KubeAuth } from '../kube/auth.ts';
 import { KubeClient, KubeError, resourcePath } from '../kube/client.ts';
 import { Informer, type ObjectWithMeta, objectKey } from '../kube/informer.ts';
 import { SNAPSHOT_SECRET_NAME } from '../snapshot/codec.ts';
@@ -25,7 +26,8 @@ import { SnapshotWriter } from './snapshot-writer.ts';
 import { verifyConnection } from './verification/verify.ts';
 
 export interface OperatorOptions {
-  kubeConfig: KubeConfig;
+  /** A kubeconfig, or the in-cluster service account (src/kube/auth.ts). */
+  kubeConfig: KubeConfig | KubeAuth;
   /** The operator's own namespace: the snapshot Secret and the leader Lease live here. */
   namespace: string;
   /** Namespaces to watch; empty means all. */
