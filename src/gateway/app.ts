@@ -16,6 +16,7 @@ import { allows, type ClientKey, type ClientKeysSource } from './client-keys.ts'
 import { errors, GatewayError } from './errors.ts';
 import { GatewayMetrics } from './metrics.ts';
 import { boundaryOf, MultipartError, readMultipartHead, rewriteModel } from './multipart.ts';
+import { openApiDocument } from './openapi.ts';
 import { type ActiveRequest, type ProxyDeps, proxy } from './proxy.ts';
 import {
   Balancer,
@@ -128,6 +129,14 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
     keepAliveTimeout: 72_000,
     return503OnClosing: true,
     routerOptions: { maxParamLength: 1000, ignoreTrailingSlash: true },
+    // URLs the router cannot decode (`/v1/%ff`) or with over-long parameters: OpenAI-shaped, like every error
+    frameworkErrors: (err, _request, reply) =>
+      sendError(
+        reply,
+        new GatewayError((err as { statusCode?: number }).statusCode ?? 400, err.message, {
+          code: 'invalid_url',
+        }),
+      ),
   });
   app.decorateRequest('clientKey', undefined);
 
@@ -244,6 +253,12 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
     reply.header('content-type', metrics.registry.contentType);
     return metrics.registry.metrics();
   });
+  const openapi = JSON.stringify(
+    openApiDocument({ maxJsonBody, maxMultipartBody, clientKeys: opts.clientKeys !== undefined }),
+  );
+  app.get('/openapi.json', async (_request, reply) =>
+    reply.type('application/json; charset=utf-8').send(openapi),
+  );
 
   // --- models ---
   const requireTable = (): RouteTable => {
