@@ -73,6 +73,8 @@ export interface Gateway {
 declare module 'fastify' {
   interface FastifyRequest {
     clientKey: ClientKey | undefined;
+    /** Set by the proxy, which writes the access line itself. */
+    accessLogged: boolean;
   }
 }
 
@@ -139,6 +141,7 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
       ),
   });
   app.decorateRequest('clientKey', undefined);
+  app.decorateRequest('accessLogged', false);
 
   // --- snapshot → routing table ---
   let table: RouteTable | undefined;
@@ -200,30 +203,36 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
   });
 
   // --- client authentication ---
-  app.addHook('onRequest', async (request, reply) => {
+  // Callback-style hooks: they run on every request, and an async hook costs a promise each time.
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
-    if (!opts.clientKeys) return;
+    if (!opts.clientKeys) return done();
     const url = request.url;
-    if (!url.startsWith('/v1/') && url !== '/v1' && !url.startsWith('/api/')) return;
+    if (!url.startsWith('/v1/') && url !== '/v1' && !url.startsWith('/api/')) return done();
     const keys = opts.clientKeys.current();
-    if (!keys) throw errors.unavailable('Client API keys are not loaded yet.');
+    if (!keys) return done(errors.unavailable('Client API keys are not loaded yet.'));
     const key = keys.authenticate(request.headers.authorization);
-    if (!key) throw errors.unauthenticated();
+    if (!key) return done(errors.unauthenticated());
     request.clientKey = key;
+    done();
   });
 
-  app.addHook('onResponse', async (request, reply) => {
-    const quiet = request.url === '/healthz' || request.url === '/readyz' || request.url === '/metrics';
-    request.log[quiet ? 'debug' : 'info'](
-      {
-        method: request.method,
-        url: request.url,
-        status: reply.statusCode,
-        ms: Math.round(reply.elapsedTime),
-        ...(request.clientKey ? { clientKey: request.clientKey.name } : {}),
-      },
-      'request completed',
-    );
+  app.addHook('onResponse', (request, reply, done) => {
+    // Proxied requests write their own, richer access line (connection, model, tokens).
+    if (!request.accessLogged) {
+      const quiet = request.url === '/healthz' || request.url === '/readyz' || request.url === '/metrics';
+      request.log[quiet ? 'debug' : 'info'](
+        {
+          method: request.method,
+          url: request.url,
+          status: reply.statusCode,
+          ms: Math.round(reply.elapsedTime),
+          ...(request.clientKey ? { clientKey: request.clientKey.name } : {}),
+        },
+        'request completed',
+      );
+    }
+    done();
   });
 
   // --- health, readiness, metrics ---

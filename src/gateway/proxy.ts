@@ -450,6 +450,7 @@ export async function proxy(
       if (usage.completionTokens)
         metrics.tokens.inc({ connection, model: call.model, type: 'completion' }, usage.completionTokens);
     }
+    request.accessLogged = true;
     log.info(
       {
         method: request.method,
