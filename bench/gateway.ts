@@ -6,11 +6,11 @@
  * RSS idle and under load, and a check of 1,000 concurrent open streams through the gateway.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort, rssMiB, waitHttp, waitLine } from './support.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const NODE = process.execPath;
@@ -26,64 +26,6 @@ function start(args: string[], env: Record<string, string> = {}): ChildProcess {
   });
   children.push(child);
   return child;
-}
-
-/** Waits for a line matching re on stdout; keeps draining output afterwards. */
-function waitLine(child: ChildProcess, re: RegExp, timeoutMs = 20_000): Promise<RegExpExecArray> {
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    let errText = '';
-    const timer = setTimeout(
-      () => reject(new Error(`timed out waiting for ${re}: ${errText.slice(-500)}`)),
-      timeoutMs,
-    );
-    child.stderr?.on('data', (d: Buffer) => {
-      errText += d.toString();
-    });
-    child.stdout?.on('data', (d: Buffer) => {
-      if (buf === null) return;
-      buf += d.toString();
-      const m = re.exec(buf);
-      if (m) {
-        clearTimeout(timer);
-        buf = '';
-        resolve(m);
-      }
-      if (buf.length > 1e6) buf = buf.slice(-1e5);
-    });
-    child.on('exit', (code) => reject(new Error(`exited with ${code}: ${errText.slice(-500)}`)));
-  });
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-async function waitHttp(url: string, timeoutMs = 30_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
-    try {
-      await fetch(url);
-      return;
-    } catch {
-      await sleep(200);
-    }
-  }
-  throw new Error(`${url} did not come up`);
-}
-
-function rssMiB(pid: number | undefined): number {
-  if (!pid) return Number.NaN;
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : Number.NaN;
-  } catch {
-    return Number.NaN;
-  }
 }
 
 interface LoadResult {

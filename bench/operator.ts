@@ -3,7 +3,7 @@
 // writes per minute in steady state, the operator's RSS and the snapshot size (also with OpenRouter-sized lists).
 // Run: npm run bench:operator [-- --connections 1000]
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -16,8 +16,9 @@ import {
   type SnapshotConnection,
 } from '../src/snapshot/index.ts';
 import { installCrds } from '../test/support/cluster.ts';
-import { freePort, startControlPlane } from '../test/support/control-plane.ts';
+import { startControlPlane } from '../test/support/control-plane.ts';
 import { kubeRaw } from '../test/support/kube-raw.ts';
+import { freePort, rssMiB } from './support.ts';
 
 const { values } = parseArgs({
   options: {
@@ -123,8 +124,7 @@ try {
     },
   );
   cleanups.push(() => child.kill('SIGTERM'));
-  const rssMiB = () =>
-    Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1]) / 1024;
+  const childRss = () => rssMiB(child.pid);
   const metric = async (name: string) => {
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     return [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))].reduce(
@@ -147,7 +147,7 @@ try {
     await new Promise((r) => setTimeout(r, 250));
     ready = await readyCount().catch(() => 0);
     try {
-      peakRss = Math.max(peakRss, rssMiB());
+      peakRss = Math.max(peakRss, childRss());
     } catch {}
     if (performance.now() - t0 > 180_000) throw new Error(`only ${ready}/${N} Ready after 180 s`);
   }
@@ -163,7 +163,7 @@ try {
   await new Promise((r) => setTimeout(r, steadyMs));
   const w1 = await metric('plugboard_operator_status_writes_total');
   const writesPerMin = ((w1 - w0) / steadyMs) * 60_000;
-  const idleRss = rssMiB();
+  const idleRss = childRss();
   const heapMiB = (await metric('nodejs_heap_size_used_bytes')) / 2 ** 20;
   const heapTotalMiB = (await metric('nodejs_heap_size_total_bytes')) / 2 ** 20;
   const externalMiB = (await metric('nodejs_external_memory_bytes')) / 2 ** 20;

@@ -1,4 +1,5 @@
 import OpenAI from 'openai';
+import { afterEach } from 'vitest';
 import { buildGateway, type Gateway, type GatewayOptions } from '../../src/gateway/app.ts';
 import { MemorySnapshotSource } from '../../src/gateway/snapshot-source.ts';
 import type { MockProvider, MockProviderOptions } from '../../src/mock-provider/index.ts';
@@ -105,4 +106,28 @@ export function metricValue(text: string, name: string, labels: Record<string, s
     total += Number(line.slice(line.lastIndexOf(' ') + 1));
   }
   return total;
+}
+
+/**
+ * Per-test fixtures that close themselves after each test: `upstream(opts)` starts a simulated provider (with
+ * `defaults` applied), `gateway(...)` a gateway, `onCleanup(fn)` anything else.
+ */
+export function useGatewayFixtures(defaults: Partial<MockProviderOptions> = {}) {
+  const cleanup: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    while (cleanup.length) await cleanup.pop()?.();
+  });
+  return {
+    upstream: async (opts: MockProviderOptions): Promise<MockProvider> => {
+      const m = await mock({ ...defaults, ...opts } as MockProviderOptions);
+      cleanup.push(() => m.close());
+      return m;
+    },
+    gateway: async (...args: Parameters<typeof startGateway>): Promise<Harness> => {
+      const h = await startGateway(...args);
+      cleanup.push(() => h.close());
+      return h;
+    },
+    onCleanup: (fn: () => Promise<unknown>) => cleanup.push(fn),
+  };
 }

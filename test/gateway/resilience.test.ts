@@ -1,24 +1,10 @@
 import { once } from 'node:events';
 import { request as httpRequest } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { StaticClientKeys } from '../../src/gateway/client-keys.ts';
-import type { MockProvider } from '../../src/mock-provider/index.ts';
-import { conn, type Harness, metricValue, mock, refusedUrl, snapshot, startGateway } from './helpers.ts';
+import { conn, metricValue, refusedUrl, snapshot, startGateway, useGatewayFixtures } from './helpers.ts';
 
-const cleanup: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  while (cleanup.length) await cleanup.pop()?.();
-});
-async function upstream(opts: Parameters<typeof mock>[0]): Promise<MockProvider> {
-  const m = await mock(opts);
-  cleanup.push(() => m.close());
-  return m;
-}
-async function gateway(...args: Parameters<typeof startGateway>): Promise<Harness> {
-  const h = await startGateway(...args);
-  cleanup.push(() => h.close());
-  return h;
-}
+const { upstream, gateway, onCleanup } = useGatewayFixtures();
 const chat = (model: string, extra: Record<string, unknown> = {}) => ({
   model,
   messages: [{ role: 'user' as const, content: 'hello' }],
@@ -295,7 +281,7 @@ describe('lifecycle', () => {
     const { buildGateway } = await import('../../src/gateway/app.ts');
     const source = new MemorySnapshotSource();
     const gw = await buildGateway({ snapshots: source, logger: false, defaultMetrics: false });
-    cleanup.push(() => gw.close());
+    onCleanup(() => gw.close());
     expect((await gw.app.inject('/readyz')).statusCode).toBe(503);
     expect((await gw.app.inject('/v1/models')).statusCode).toBe(503);
     source.set(snapshot([]));

@@ -8,25 +8,11 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { request as undiciRequest } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { MockProvider } from '../../src/mock-provider/index.ts';
-import { conn, type Harness, metricValue, mock, startGateway } from '../gateway/helpers.ts';
+import { describe, expect, it } from 'vitest';
+import { conn, type Harness, metricValue, useGatewayFixtures } from '../gateway/helpers.ts';
 
-const cleanup: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  while (cleanup.length) await cleanup.pop()?.();
-});
 const MODELS = ['gpt-4o', 'ok-model', 'only-reset', 'only-slow', 'cut-model', 'only-flappy'];
-async function upstream(opts: Parameters<typeof mock>[0]): Promise<MockProvider> {
-  const m = await mock({ models: MODELS, ...opts });
-  cleanup.push(() => m.close());
-  return m;
-}
-async function gateway(...args: Parameters<typeof startGateway>): Promise<Harness> {
-  const h = await startGateway(...args);
-  cleanup.push(() => h.close());
-  return h;
-}
+const { upstream, gateway, onCleanup } = useGatewayFixtures({ models: MODELS });
 /** A hand-written upstream for what the mock provider cannot say (malformed SSE, huge bodies). */
 async function rawUpstream(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> {
   const srv: Server = createServer((req, res) => {
@@ -34,7 +20,7 @@ async function rawUpstream(handler: (req: IncomingMessage, res: ServerResponse) 
     req.on('end', () => handler(req, res));
   });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  cleanup.push(
+  onCleanup(
     () =>
       new Promise<void>((r) => {
         srv.closeAllConnections();

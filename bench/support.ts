@@ -1,0 +1,59 @@
+/** Helpers shared by the benchmarks: ports, readiness, child output, memory. */
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export { freePort } from '../test/support/control-plane.ts';
+
+/** Waits for a line matching `re` on the child's stdout (stderr is kept for the error message). */
+export function waitLine(child: ChildProcess, re: RegExp, timeoutMs = 20_000): Promise<RegExpExecArray> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    let errText = '';
+    const timer = setTimeout(
+      () => reject(new Error(`timed out waiting for ${re}: ${errText.slice(-500)}`)),
+      timeoutMs,
+    );
+    child.stderr?.on('data', (d: Buffer) => {
+      errText += d.toString();
+    });
+    const onData = (d: Buffer) => {
+      buf += d.toString();
+      const m = re.exec(buf);
+      if (m) {
+        clearTimeout(timer);
+        child.stdout?.off('data', onData);
+        resolve(m);
+      }
+      if (buf.length > 1e6) buf = buf.slice(-1e5);
+    };
+    child.stdout?.on('data', onData);
+    child.once('exit', (code) =>
+      reject(new Error(`exited with ${code} before printing ${re}: ${errText.slice(-500)}`)),
+    );
+  });
+}
+
+export async function waitHttp(url: string, timeoutMs = 30_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    try {
+      await fetch(url);
+      return;
+    } catch {
+      await sleep(200);
+    }
+  }
+  throw new Error(`${url} did not come up`);
+}
+
+/** Resident memory of a process in MiB (NaN once it is gone). */
+export function rssMiB(pid: number | undefined): number {
+  if (!pid) return Number.NaN;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
