@@ -89,11 +89,18 @@ describe('SIGTERM during open streams', () => {
 
     const t0 = performance.now();
     gw.child.kill('SIGTERM');
-    // readiness fails at once while draining
-    const ready = await fetch(`${gw.url}/readyz`).then(
-      (r) => r.status,
-      () => 0,
-    );
+    // Readiness fails as soon as the process has handled the signal (delivery itself is asynchronous, so poll
+    // briefly rather than race the kernel with the first request).
+    let ready = 0;
+    const readyDeadline = performance.now() + 1000;
+    while (performance.now() < readyDeadline) {
+      ready = await fetch(`${gw.url}/readyz`).then(
+        (r) => r.status,
+        () => 0,
+      );
+      if (ready === 503) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
     const results = await Promise.all(streams);
     const exit = await gw.exited;
     const exitedAfter = performance.now() - t0;
