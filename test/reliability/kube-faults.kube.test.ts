@@ -1,13 +1,3 @@
-/**
- * Kubernetes faults (issue 8), against a real kube-apiserver: the operator killed (SIGKILL) in the middle of a
- * verification; a watch that expires (410 Gone) and must relist; the snapshot Secret corrupted under a serving
- * gateway. In each case the system converges to the right state and keeps serving the last good config meanwhile.
- * (API server restarts mid-watch: test/operator/resilience.kube.test.ts and test/gateway/snapshot-secret.kube.test.ts.)
- */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { buildGateway } from '../../src/gateway/app.ts';
 import { KubernetesSnapshotSource } from '../../src/gateway/kube.ts';
@@ -18,10 +8,10 @@ import { SNAPSHOT_DATA_KEY, SNAPSHOT_SECRET_NAME } from '../../src/snapshot/inde
 import { metricValue } from '../gateway/helpers.ts';
 import { Api, eventually, kubeConfigFrom, startOperator } from '../operator/harness.ts';
 import { installCrds } from '../support/cluster.ts';
-import { freePort, startControlPlane } from '../support/control-plane.ts';
+import { startControlPlane } from '../support/control-plane.ts';
 import { createNamespace, kubeRaw, testKubeConfig } from '../support/kube.ts';
+import { spawnOperator } from '../support/operator-process.ts';
 
-const ROOT = join(import.meta.dirname, '..', '..');
 const cleanups: (() => Promise<unknown>)[] = [];
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => undefined);
@@ -34,45 +24,10 @@ async function mock(opts: Parameters<typeof startMockProvider>[0]): Promise<Mock
 
 /** `plugboard operator` as its own process, so it can be killed without any chance to clean up. */
 async function operatorProcess(ns: string, kubeconfig: string) {
-  const dir = mkdtempSync(join(tmpdir(), 'plugboard-kill-'));
-  writeFileSync(join(dir, 'kubeconfig'), kubeconfig);
-  const port = await freePort();
-  const env: NodeJS.ProcessEnv = { ...process.env, KUBECONFIG: join(dir, 'kubeconfig') };
-  delete env.KUBERNETES_SERVICE_HOST; // outside a cluster: loopback upstreams are allowed
-  const child = spawn(
-    process.execPath,
-    [
-      join(ROOT, 'bin', 'plugboard.js'),
-      'operator',
-      '--namespace',
-      ns,
-      '--watch-namespaces',
-      ns,
-      '--listen',
-      `127.0.0.1:${port}`,
-      // one replica: no Lease to wait out after the kill (leader failover has its own test)
-      '--leader-elect',
-      'false',
-    ],
-    { env, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let logs = '';
-  child.stdout.on('data', (d) => {
-    logs += d;
-  });
-  child.stderr.on('data', (d) => {
-    logs += d;
-  });
-  const exited = new Promise<NodeJS.Signals | number | null>((r) =>
-    child.once('exit', (code, signal) => r(signal ?? code)),
-  );
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    await exited;
-    rmSync(dir, { recursive: true, force: true });
-  };
-  cleanups.push(stop);
-  return { child, exited, logs: () => logs, stop };
+  // one replica: no Lease to wait out after the kill (leader failover has its own test)
+  const op = await spawnOperator({ namespace: ns, kubeconfig, args: ['--leader-elect', 'false'] });
+  cleanups.push(op.kill);
+  return op;
 }
 
 describe('operator killed mid-reconcile', () => {
