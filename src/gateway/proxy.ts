@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import { isBlockedAddressError } from '../net/address-policy.ts';
+import { redactKey, upstreamErrorMessage } from '../providers/upstream-errors.ts';
 import { GatewayError } from './errors.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import type { Balancer, Candidate } from './routing.ts';
@@ -119,19 +120,7 @@ const isTimeout = (r: FailureReason) => r.endsWith('_timeout');
 
 /** Replaces the connection's key wherever an upstream echoed it. */
 function scrub(text: string, c: Candidate): string {
-  const key = c.connection.apiKey;
-  return key && key.length >= 4 ? text.split(key).join('***') : text;
-}
-
-function upstreamMessage(body: string): string | undefined {
-  try {
-    const j = JSON.parse(body) as Record<string, unknown>;
-    const e = j.error as Record<string, unknown> | string | undefined;
-    const m = typeof e === 'string' ? e : (e?.message ?? j.message ?? j.detail);
-    return typeof m === 'string' ? m : undefined;
-  } catch {
-    return body.trim() ? body.trim() : undefined;
-  }
+  return redactKey(text, c.connection.apiKey, '***');
 }
 
 async function readSome(body: Readable, max: number): Promise<string> {
@@ -277,7 +266,7 @@ export async function proxy(
           }
           if (r.statusCode >= 500) {
             const text = scrub(await readSome(r.body, 16 * 1024), cand);
-            const msg = upstreamMessage(text);
+            const msg = upstreamErrorMessage(text);
             balancer.release(cand.key);
             clearTimeout(timer);
             chosen = cand;

@@ -3,6 +3,7 @@ import type { ProviderType } from '../../api/provider-connection.ts';
 import { addressPolicy, checkUpstreamUrl, isBlockedAddressError } from '../../net/address-policy.ts';
 import { type SafeConnectorOptions, safeConnector } from '../../net/safe-connect.ts';
 import { credentialHeaders } from '../../providers/dialects.ts';
+import { redactKey, upstreamErrorMessage } from '../../providers/upstream-errors.ts';
 
 /** Condition reasons of a verification, each telling a person what to do. */
 export const VerificationReasons = [
@@ -89,23 +90,8 @@ export function modelsRequest(
 
 /** Removes the key from anything an upstream says back before it reaches status, events or logs. */
 function scrub(text: string, key: string | undefined): string {
-  let out = text.replace(/\s+/g, ' ').trim();
-  if (key && key.length >= 4) out = out.split(key).join('[redacted]');
+  const out = redactKey(text.replace(/\s+/g, ' ').trim(), key, '[redacted]');
   return out.length > 300 ? `${out.slice(0, 300)}...` : out;
-}
-
-function upstreamMessage(body: string): string {
-  try {
-    const j = JSON.parse(body) as {
-      error?: { message?: string } | string;
-      message?: string;
-      detail?: string;
-    };
-    if (typeof j.error === 'string') return j.error;
-    return j.error?.message ?? j.message ?? j.detail ?? body;
-  } catch {
-    return body;
-  }
 }
 
 function parseRetryAfter(v: string | string[] | undefined): number | undefined {
@@ -254,7 +240,7 @@ export async function verifyConnection(
       }
       const text = Buffer.concat(chunks).toString('utf8');
       const status = res.statusCode;
-      const said = () => scrub(upstreamMessage(text), t.apiKey);
+      const said = () => scrub(upstreamErrorMessage(text) ?? text, t.apiKey);
       if (status === 401) {
         return finish({
           ok: false as const,
