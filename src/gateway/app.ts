@@ -78,7 +78,8 @@ declare module 'fastify' {
   }
 }
 
-const JSON_ENDPOINTS: Endpoint[] = [
+/** The proxied endpoints by body type; tests take the list from here so they cover every route. */
+export const JSON_ENDPOINTS: readonly Endpoint[] = [
   'chat/completions',
   'completions',
   'embeddings',
@@ -86,7 +87,11 @@ const JSON_ENDPOINTS: Endpoint[] = [
   'images/generations',
   'responses',
 ];
-const MULTIPART_ENDPOINTS: Endpoint[] = ['audio/transcriptions', 'audio/translations', 'images/edits'];
+export const MULTIPART_ENDPOINTS: readonly Endpoint[] = [
+  'audio/transcriptions',
+  'audio/translations',
+  'images/edits',
+];
 /** Endpoints whose streamed replies carry usage when `stream_options.include_usage` is set. */
 const USAGE_STREAMING: ReadonlySet<Endpoint> = new Set(['chat/completions', 'completions']);
 

@@ -10,6 +10,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import fc from 'fast-check';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JSON_ENDPOINTS, MULTIPART_ENDPOINTS } from '../../src/gateway/app.ts';
 import { StaticClientKeys } from '../../src/gateway/client-keys.ts';
 import type { MockProvider } from '../../src/mock-provider/index.ts';
 import { conn, type Harness, mock, startGateway } from '../gateway/helpers.ts';
@@ -17,15 +18,6 @@ import { conn, type Harness, mock, startGateway } from '../gateway/helpers.ts';
 const RUNS = 200;
 const MODELS = ['gpt-4o', 'text-embedding-3-small', 'tts-1', 'whisper-1', 'dall-e-3', 'vendor/model:tag'];
 const KEY = 'pb-hostile-0123456789';
-const JSON_ENDPOINTS = [
-  'chat/completions',
-  'completions',
-  'embeddings',
-  'audio/speech',
-  'images/generations',
-  'responses',
-];
-const MULTIPART_ENDPOINTS = ['audio/transcriptions', 'audio/translations', 'images/edits'];
 
 let upstream: MockProvider;
 let open: Harness;
