@@ -1,3 +1,4 @@
+import { parseDuration } from '../api/common.ts';
 /**
  * OpenAI-shaped errors: `{"error":{"message","type","param","code"}}`, what every OpenAI client library parses
  * into its typed exceptions. Messages name connections as `namespace/name`, never URLs or keys.
@@ -108,14 +109,9 @@ export function parseBytes(s: string): number {
 
 /** `30s`, `1m30s`, `250ms` → milliseconds. */
 export function parseDurationMs(s: string): number {
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;
-  let total = 0;
-  let consumed = 0;
-  for (const m of s.matchAll(re)) {
-    total += Number(m[1]) * ({ ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms'] ?? 0);
-    consumed += m[0].length;
-  }
-  if (consumed === 0 || consumed !== s.trim().length)
+  try {
+    return parseDuration(s.trim());
+  } catch {
     throw new Error(`invalid duration ${JSON.stringify(s)}; use e.g. 30s, 1m30s or 250ms`);
-  return total;
+  }
 }

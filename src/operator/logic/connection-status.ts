@@ -4,7 +4,7 @@ import type { ProviderConnectionSpec, ProviderConnectionStatus } from '../../api
 import { STATUS_MODELS_MAX } from '../../api/provider-connection.ts';
 import type { SnapshotConnection } from '../../snapshot/schema.ts';
 import { type Condition, type DesiredCondition, kubeTime, mergeConditions } from '../runtime/conditions.ts';
-import type { DiscoveredModel, VerificationReason, VerifyOutcome } from '../verification/verify.ts';
+import type { DiscoveredModel, VerifyOutcome } from '../verification/verify.ts';
 import { type AllowlistRef, computeExposure } from './exposure.ts';
 
 /** Above this many models and no allowlist, the operator recommends one (OpenRouter lists thousands). */
@@ -384,5 +384,4 @@ function normalise(s: ProviderConnectionStatus): unknown {
   return sortKeys({ ...s, conditions });
 }
 
-export type { VerificationReason };
 export { normalise as normaliseStatus };
