@@ -1,4 +1,5 @@
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { gunzipSync, gzip, gzipSync } from 'node:zlib';
 import { z } from 'zod';
 import { Snapshot, SnapshotConnection, SnapshotModel } from './schema.ts';
 
@@ -18,7 +19,7 @@ const Wire = Snapshot.omit({ connections: true }).extend({
   connections: z.array(SnapshotConnection.omit({ models: true }).extend({ models: z.int().min(0) })),
 });
 
-export function encodeSnapshot(snapshot: Snapshot): Buffer {
+function toWire(snapshot: Snapshot): string {
   const index = new Map<string, number>();
   const modelLists: Snapshot['connections'][number]['models'][] = [];
   const connections = snapshot.connections.map((c) => {
@@ -31,7 +32,26 @@ export function encodeSnapshot(snapshot: Snapshot): Buffer {
     }
     return { ...c, models: i };
   });
-  return gzipSync(JSON.stringify({ ...snapshot, modelLists, connections }), { level: 9 });
+  // The bulky, stable part first and what changes on every write last: deflate output is a function of the input
+  // so far, so the leading bytes (and the shard Secrets holding them) stay identical when only a status, a key or
+  // the generation changed, and the writer skips rewriting those shards.
+  const { connections: _, generation, generatedAt, ...head } = snapshot;
+  return JSON.stringify({ ...head, modelLists, connections, generation, generatedAt });
+}
+
+const GZIP = { level: 9 };
+const gzipAsync = promisify(gzip);
+
+export function encodeSnapshot(snapshot: Snapshot): Buffer {
+  return gzipSync(toWire(snapshot), GZIP);
+}
+
+/**
+ * The same bytes as encodeSnapshot, compressed on the libuv thread pool: tens of MiB take seconds, which must
+ * not stall the operator's event loop (lease renewals, reconciles).
+ */
+export function encodeSnapshotAsync(snapshot: Snapshot): Promise<Buffer> {
+  return gzipAsync(toWire(snapshot), GZIP);
 }
 
 export class SnapshotDecodeError extends Error {}
