@@ -60,7 +60,12 @@ export class OperatorMetrics {
   });
   readonly snapshotBytes = new Gauge({
     name: 'plugboard_snapshot_bytes',
-    help: 'Compressed size of the last snapshot written (a Secret holds at most 1 MiB).',
+    help: 'Compressed size of the last snapshot written, over all its Secrets (1 + up to 64 shards of ~1 MB).',
+    registers: [this.registry],
+  });
+  readonly snapshotSecrets = new Gauge({
+    name: 'plugboard_snapshot_secrets',
+    help: 'Secrets holding the last snapshot written: 1, or 1 + shards when it outgrew one Secret.',
     registers: [this.registry],
   });
   readonly isLeader = new Gauge({

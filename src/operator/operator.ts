@@ -37,6 +37,8 @@ export interface OperatorOptions {
   leaderElection?: boolean;
   leaseName?: string;
   snapshotSecretName?: string;
+  /** Largest gzip chunk per snapshot Secret (default SNAPSHOT_MAX_BYTES); tests shard small snapshots with it. */
+  snapshotChunkBytes?: number;
   concurrency?: number;
   /** host:port for /healthz, /readyz and /metrics; omit to serve nothing. */
   probeListen?: { host: string; port: number };
@@ -87,10 +89,12 @@ export class Operator {
       client: this.client,
       namespace: o.namespace,
       name: o.snapshotSecretName ?? SNAPSHOT_SECRET_NAME,
+      chunkBytes: o.snapshotChunkBytes,
       log: o.log.child({ component: 'snapshot' }),
-      onWritten: (generation, bytes) => {
+      onWritten: (generation, bytes, secrets) => {
         this.metrics.snapshotGeneration.set(generation);
         this.metrics.snapshotBytes.set(bytes);
+        this.metrics.snapshotSecrets.set(secrets);
         this.metrics.snapshotLastSync.set(Date.now() / 1000);
       },
     });

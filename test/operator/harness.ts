@@ -4,10 +4,12 @@ import pino from 'pino';
 import { GROUP, VERSION } from '../../src/api/common.ts';
 import { Operator, type OperatorOptions } from '../../src/operator/operator.ts';
 import {
+  assembleSnapshot,
   decodeSnapshot,
   SNAPSHOT_DATA_KEY,
   SNAPSHOT_SECRET_NAME,
   type Snapshot,
+  shardSecretName,
 } from '../../src/snapshot/index.ts';
 import { kubeRaw } from '../support/kube-raw.ts';
 
@@ -73,6 +75,15 @@ export interface Obj {
   metadata: { name: string; generation: number; resourceVersion: string };
   spec: Record<string, unknown>;
   status?: { conditions?: Cond[]; [k: string]: unknown };
+}
+
+interface SecretBody {
+  metadata: {
+    resourceVersion: string;
+    annotations?: Record<string, string>;
+    labels?: Record<string, string>;
+  };
+  data: Record<string, string>;
 }
 
 export class Api {
@@ -158,11 +169,26 @@ export class Api {
       timeoutMs,
     );
   }
+  /** The snapshot as a gateway reads it: the root Secret, joined with its shard Secrets if it has any. */
   async snapshot(secretName = SNAPSHOT_SECRET_NAME): Promise<Snapshot | undefined> {
-    const res = await kubeRaw(this.kc, 'GET', `/api/v1/namespaces/${this.ns}/secrets/${secretName}`);
+    const root = await kubeRaw(this.kc, 'GET', `/api/v1/namespaces/${this.ns}/secrets/${secretName}`);
+    if (root.status === 404) return undefined;
+    const data = async (name: string) => {
+      const body = (await this.must('GET', `/api/v1/namespaces/${this.ns}/secrets/${name}`)) as SecretBody;
+      return Buffer.from(body.data[SNAPSHOT_DATA_KEY] as string, 'base64');
+    };
+    const { metadata, data: rootData } = root.body as SecretBody;
+    const first = Buffer.from(rootData[SNAPSHOT_DATA_KEY] as string, 'base64');
+    return decodeSnapshot(
+      await assembleSnapshot(first, metadata.annotations, (i) => data(shardSecretName(secretName, i))),
+    );
+  }
+  /** The Secret's metadata (annotations, labels, resourceVersion); undefined when it does not exist. */
+  async secretMeta(name: string): Promise<SecretBody['metadata'] | undefined> {
+    const res = await kubeRaw(this.kc, 'GET', `/api/v1/namespaces/${this.ns}/secrets/${name}`);
     if (res.status === 404) return undefined;
-    const data = (res.body as { data: Record<string, string> }).data[SNAPSHOT_DATA_KEY] as string;
-    return decodeSnapshot(Buffer.from(data, 'base64'));
+    if (res.status >= 300) throw new Error(`GET Secret ${name}: ${res.status}`);
+    return (res.body as SecretBody).metadata;
   }
   async events(involved: string): Promise<{ reason: string; type: string; message: string }[]> {
     const res = (await this.must('GET', `/api/v1/namespaces/${this.ns}/events`)) as {
