@@ -5,10 +5,14 @@ import { parse, parseAllDocuments } from 'yaml';
 import { parseResource } from '../../src/api/validate.ts';
 import { GatewayMetrics } from '../../src/gateway/metrics.ts';
 import { OperatorMetrics } from '../../src/operator/metrics.ts';
+import { MAX_SHARDS, shardedCapacity, shardSecretName } from '../../src/snapshot/shards.ts';
 import { CHART, find, helm, KEYS, type Manifest, ROOT, render, renderError } from './helm.ts';
 
 const podSpecs = (docs: Manifest[]) =>
   docs.filter((d) => d.kind === 'Deployment').map((d) => [d.metadata.name, d.spec.template.spec] as const);
+
+/** The snapshot's shard Secrets the writer may use, `plugboard-snapshot-1` … `-<MAX_SHARDS>`. */
+const SHARDS = Array.from({ length: MAX_SHARDS }, (_, i) => shardSecretName('plugboard-snapshot', i + 1));
 
 function args(docs: Manifest[], component: string): string[] {
   return find(docs, 'Deployment', `-${component}`).spec.template.spec.containers[0].args;
@@ -149,7 +153,7 @@ describe('helm chart charts/plugboard', () => {
         expect(sa.automountServiceAccountToken).toBe(false);
     });
 
-    it('RBAC: the gateway may get/list/watch exactly the snapshot and client-keys Secrets', () => {
+    it('RBAC: the gateway may get/list/watch exactly the snapshot and client-keys Secrets, and get the shards', () => {
       const role = find(docs, 'Role', '-gateway');
       expect(role.rules).toEqual([
         {
@@ -158,7 +162,9 @@ describe('helm chart charts/plugboard', () => {
           resourceNames: ['plugboard-snapshot', 'plugboard-client-keys'],
           verbs: ['get', 'list', 'watch'],
         },
+        { apiGroups: [''], resources: ['secrets'], resourceNames: SHARDS, verbs: ['get'] },
       ]);
+      expect(SHARDS.at(-1)).toBe('plugboard-snapshot-64');
       const binding = find(docs, 'RoleBinding', '-gateway');
       expect(binding.subjects).toEqual([
         { kind: 'ServiceAccount', name: 'pb-plugboard-gateway', namespace: 'plugboard-system' },
@@ -193,6 +199,12 @@ describe('helm chart charts/plugboard', () => {
           resources: ['secrets'],
           resourceNames: ['plugboard-snapshot'],
           verbs: ['get', 'update'],
+        },
+        {
+          apiGroups: [''],
+          resources: ['secrets'],
+          resourceNames: SHARDS,
+          verbs: ['get', 'update', 'delete'],
         },
         { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
         {
@@ -243,7 +255,9 @@ describe('helm chart charts/plugboard', () => {
   it('client keys off: no --client-keys-secret and the gateway reads only the snapshot Secret', () => {
     const docs = render({ set: ['gateway.clientKeys.required=false'] });
     expect(args(docs, 'gateway').some((a) => a.startsWith('--client-keys-secret'))).toBe(false);
-    expect(find(docs, 'Role', '-gateway').rules[0].resourceNames).toEqual(['plugboard-snapshot']);
+    const rules = find(docs, 'Role', '-gateway').rules;
+    expect(rules[0].resourceNames).toEqual(['plugboard-snapshot']);
+    expect(rules[1].resourceNames).toEqual(SHARDS);
   });
 
   it('passes the upstream address policy to both roles: no loopback in a pod, deny/allow lists when given', () => {
@@ -339,6 +353,10 @@ describe('helm chart charts/plugboard', () => {
       );
       expect(byName.PlugboardGatewaySaturated.expr).toContain('plugboard_gateway_in_flight_requests');
       expect(byName.PlugboardSnapshotNotSynced.expr).toContain('plugboard_gateway_snapshot_generation');
+      // 80% of what the root and MAX_SHARDS shards hold, the limit past which the operator stops writing
+      expect(byName.PlugboardSnapshotNearSizeLimit.expr).toMatch(
+        new RegExp(`^max\\(plugboard_snapshot_bytes\\{.*\\}\\) > 0\\.8 \\* ${shardedCapacity()}$`),
+      );
       expect(byName.PlugboardGatewayAtMaxReplicas).toBeUndefined(); // autoscaling is off here
       for (const a of alerts) {
         expect(a.labels.severity, a.alert).toMatch(/^(warning|critical)$/);

@@ -62,6 +62,18 @@ app.kubernetes.io/component: {{ index . 1 }}
 
 {{/* The operator writes the snapshot under this fixed name (src/snapshot/codec.ts); the Lease likewise. */}}
 {{- define "plugboard.snapshotSecretName" -}}plugboard-snapshot{{- end -}}
+{{/*
+A snapshot too big for one Secret continues in `<name>-1` … `<name>-64` (MAX_SHARDS in src/snapshot/shards.ts):
+fixed names, so RBAC can grant them by resourceNames. Renders them as YAML list items.
+*/}}
+{{- define "plugboard.snapshotShardNames" -}}
+{{- $root := include "plugboard.snapshotSecretName" . -}}
+{{- $names := list -}}
+{{- range $i := until 64 -}}
+{{- $names = append $names (printf "%s-%d" $root (add1 $i)) -}}
+{{- end -}}
+{{- toYaml $names -}}
+{{- end -}}
 {{- define "plugboard.leaseName" -}}plugboard-operator{{- end -}}
 
 {{- define "plugboard.image" -}}
