@@ -1,6 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type MockProvider, startMockProvider } from '../../src/mock-provider/index.ts';
 import type { Operator } from '../../src/operator/operator.ts';
+import { SHARDS_ANNOTATION, SNAPSHOT_SECRET_NAME } from '../../src/snapshot/index.ts';
 import { installCrds } from '../support/cluster.ts';
 import { startControlPlane } from '../support/control-plane.ts';
 import { createNamespace, testKubeConfig } from '../support/kube.ts';
@@ -55,6 +57,40 @@ describe('the operator survives restarts and failover without losing or duplicat
     await fourth.flushSnapshot();
     // Same upstream, same answer: a fresh operator writes nothing.
     expect((await api.getConnection('local')).metadata.resourceVersion).toBe(rv);
+  });
+
+  it('a snapshot sharded over several Secrets survives a restart: loaded, served while failing, continued', async () => {
+    const kc = testKubeConfig();
+    const ns = await createNamespace(kc, 'restart-shards');
+    const api = new Api(kc, ns);
+    // Random IDs compress poorly: 2,000 of them need several 4 KiB chunks.
+    const models = Array.from({ length: 2000 }, () => `m-${randomBytes(10).toString('hex')}`);
+    const m = await mock({ profile: 'openai', models });
+    await api.connection('big', { url: m.url });
+    const opts = { leaderElection: false, snapshotChunkBytes: 4096 };
+    const first = operator(kc, ns, opts);
+    await api.waitReady('big', 'Verified');
+    await first.flushSnapshot();
+    const gen = first.snapshotGeneration;
+    const shards = Number((await api.secretMeta(SNAPSHOT_SECRET_NAME))?.annotations?.[SHARDS_ANNOTATION]);
+    expect(shards).toBeGreaterThan(1);
+    expect(await first.metrics.snapshotSecrets.get()).toMatchObject({ values: [{ value: shards + 1 }] });
+    expect((await api.snapshot())?.connections[0]?.models.map((x) => x.id).sort()).toEqual(
+      [...models].sort(),
+    );
+    await first.stop();
+
+    // The restarted operator reads the sharded snapshot: the failing upstream keeps its 2,000 models (stale).
+    m.setFailure({ kind: 'status', status: 502 });
+    const second = operator(kc, ns, opts);
+    const failing = await api.waitReady('big', 'UpstreamError');
+    expect(cond(failing, 'Ready')?.message).toContain('stale');
+    await second.flushSnapshot();
+    expect(second.snapshotGeneration).toBeGreaterThan(gen);
+    const snap = await api.snapshot();
+    expect(snap?.generation).toBe(second.snapshotGeneration);
+    expect(snap?.connections[0]?.models).toHaveLength(2000);
+    await second.stop();
   });
 
   it('two replicas: one leads; when it stops, the other takes over and keeps reconciling', async () => {

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import {
@@ -10,44 +9,13 @@ import {
   readShardAnnotations,
   SHA256_ANNOTATION,
   SHARDS_ANNOTATION,
-  SNAPSHOT_FORMAT,
-  type Snapshot,
-  type SnapshotConnection,
   SnapshotShardError,
   shardedCapacity,
   shardSecretName,
   snapshotSha256,
   splitSnapshot,
 } from '../../src/snapshot/index.ts';
-
-/** A connection whose random model IDs gzip poorly, so a few hundred make a multi-chunk snapshot. */
-function bigConnection(name: string, models: number, apiKey = 'sk-test'): SnapshotConnection {
-  const ok = { status: 'True' as const, reason: 'Verified', message: `${models} models exposed` };
-  return {
-    namespace: 'ai',
-    name,
-    provider: 'OpenAI',
-    url: 'https://openrouter.ai/api/v1',
-    apiKey,
-    headers: {},
-    dropParams: [],
-    tags: [],
-    timeouts: { connectMs: 10_000, firstByteMs: 300_000, idleMs: 300_000, totalMs: 3_600_000 },
-    serving: true,
-    status: { ready: ok, verified: ok },
-    models: Array.from({ length: models }, () => {
-      const id = `vendor/${randomBytes(12).toString('hex')}`;
-      return { id, upstreamId: id, created: 1_700_000_000 };
-    }),
-  };
-}
-
-const snap = (generation: number, connections: SnapshotConnection[]): Snapshot => ({
-  format: SNAPSHOT_FORMAT,
-  generation,
-  generatedAt: new Date(generation * 1000).toISOString(),
-  connections,
-});
+import { bigConnection, snap } from './fixtures.ts';
 
 describe('snapshot shards', () => {
   const a = bigConnection('a', 1500);
