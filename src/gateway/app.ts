@@ -1,6 +1,5 @@
-import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { resolve as resolvePath } from 'node:path';
 import { Readable } from 'node:stream';
 import Fastify, {
@@ -14,10 +13,12 @@ import { publicConnections } from '../snapshot/public-view.ts';
 import type { Snapshot } from '../snapshot/schema.ts';
 import { allows, type ClientKey, type ClientKeysSource } from './client-keys.ts';
 import { errors, GatewayError } from './errors.ts';
+import { hotPath, requestIdOf } from './hot-path.ts';
+import { type JsonEndpointDeps, serveJson } from './json-endpoint.ts';
 import { GatewayMetrics } from './metrics.ts';
 import { boundaryOf, MultipartError, readMultipartHead, rewriteModel } from './multipart.ts';
 import { openApiDocument } from './openapi.ts';
-import { type ActiveRequest, type ProxyDeps, proxy } from './proxy.ts';
+import { type ActiveRequest, proxy, type RequestContext } from './proxy.ts';
 import {
   Balancer,
   type Candidate,
@@ -27,7 +28,7 @@ import {
   type RouteTable,
 } from './routing.ts';
 import type { SnapshotSource } from './snapshot-source.ts';
-import { type Endpoint, Pools } from './upstream.ts';
+import { JSON_ENDPOINTS, MULTIPART_ENDPOINTS, Pools } from './upstream.ts';
 
 export interface GatewayLoggerOptions {
   level?: string;
@@ -78,24 +79,9 @@ declare module 'fastify' {
   }
 }
 
-/** The proxied endpoints by body type; tests take the list from here so they cover every route. */
-export const JSON_ENDPOINTS: readonly Endpoint[] = [
-  'chat/completions',
-  'completions',
-  'embeddings',
-  'audio/speech',
-  'images/generations',
-  'responses',
-];
-export const MULTIPART_ENDPOINTS: readonly Endpoint[] = [
-  'audio/transcriptions',
-  'audio/translations',
-  'images/edits',
-];
-/** Endpoints whose streamed replies carry usage when `stream_options.include_usage` is set. */
-const USAGE_STREAMING: ReadonlySet<Endpoint> = new Set(['chat/completions', 'completions']);
+export { JSON_ENDPOINTS, MULTIPART_ENDPOINTS } from './upstream.ts';
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const KEEP_ALIVE_MS = 72_000;
 
 export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
   const maxJsonBody = opts.maxJsonBody ?? 8 * 1024 * 1024;
@@ -105,7 +91,11 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
   const balancer = new Balancer(opts.health);
   const pools = new Pools({ ca: opts.upstreamCa });
   const active = new Set<ActiveRequest>();
-  const deps: ProxyDeps = { balancer, pools, metrics, active };
+  let table: RouteTable | undefined;
+  const deps: JsonEndpointDeps = { balancer, pools, metrics, active, table: () => table };
+  // Set once the server is built: the hot path needs fastify's logger, fastify needs the server.
+  let hot: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+  let closing = false;
 
   const app = Fastify({
     logger:
@@ -129,11 +119,17 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
     // one access line per request, written by the proxy or the onResponse hook below
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
     bodyLimit: maxJsonBody,
-    genReqId: (req) => {
-      const h = req.headers['x-request-id'];
-      return typeof h === 'string' && REQUEST_ID.test(h) ? h : randomUUID();
+    genReqId: requestIdOf,
+    // The JSON endpoints are served by the hot path before fastify sees them (see hot-path.ts).
+    serverFactory: (handler) => {
+      const server = createServer((req, res) => {
+        if (!hot?.(req, res)) handler(req, res);
+      });
+      // what fastify sets on a server it creates itself
+      server.keepAliveTimeout = KEEP_ALIVE_MS;
+      server.requestTimeout = 0;
+      return server;
     },
-    keepAliveTimeout: 72_000,
     return503OnClosing: true,
     routerOptions: { maxParamLength: 1000, ignoreTrailingSlash: true },
     // URLs the router cannot decode (`/v1/%ff`) or with over-long parameters: OpenAI-shaped, like every error
@@ -148,8 +144,15 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
   app.decorateRequest('clientKey', undefined);
   app.decorateRequest('accessLogged', false);
 
+  hot = hotPath({
+    deps,
+    clientKeys: opts.clientKeys,
+    maxJsonBody,
+    log: app.log,
+    closing: () => closing,
+  });
+
   // --- snapshot → routing table ---
-  let table: RouteTable | undefined;
   let draining = false;
   const apply = (snapshot: Snapshot | undefined) => {
     const st = opts.snapshots.status();
@@ -306,45 +309,25 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
     return { t, candidates };
   };
 
+  const contextOf = (request: FastifyRequest, reply: FastifyReply): RequestContext => {
+    reply.hijack();
+    return {
+      req: request.raw,
+      res: reply.raw,
+      id: request.id,
+      log: request.log,
+      clientKey: request.clientKey,
+      started: performance.now(),
+      logged: () => {
+        request.accessLogged = true;
+      },
+    };
+  };
+
   for (const endpoint of JSON_ENDPOINTS) {
-    app.post(`/v1/${endpoint}`, async (request, reply) => {
-      const raw = request.body as Buffer | undefined;
-      if (!raw || raw.length === 0) throw errors.badJson('the body is empty');
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(raw.toString('utf8'));
-      } catch (err) {
-        throw errors.badJson((err as Error).message);
-      }
-      if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed))
-        throw errors.badJson('the body must be a JSON object');
-      const body = parsed as Record<string, unknown>;
-      const model = body.model;
-      if (typeof model !== 'string' || model === '') throw errors.missingModel();
-      const { candidates } = candidatesFor(request, model);
-      const stream = body.stream === true;
-      const so = body.stream_options as Record<string, unknown> | undefined | null;
-      const clientWantsUsage = !!so && typeof so === 'object' && so.include_usage === true;
-      const injectUsage = stream && USAGE_STREAMING.has(endpoint) && !clientWantsUsage;
-      const keys = Object.keys(body);
-      const cache = new Map<Candidate, Buffer>();
-      await proxy(deps, request, reply, {
-        endpoint,
-        model,
-        candidates,
-        replayable: true,
-        contentType: 'application/json',
-        hideUsage: injectUsage,
-        body: (c) => {
-          let out = cache.get(c);
-          if (!out) {
-            out = upstreamBody(raw, body, keys, c, model, injectUsage);
-            cache.set(c, out);
-          }
-          return { data: out, length: out.length };
-        },
-      });
-    });
+    app.post(`/v1/${endpoint}`, (request, reply) =>
+      serveJson(deps, contextOf(request, reply), endpoint, request.body as Buffer | undefined),
+    );
   }
 
   for (const endpoint of MULTIPART_ENDPOINTS) {
@@ -379,7 +362,7 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
       const declaredLength = Number.isFinite(declared) && declared > 0 ? declared : undefined;
       // The rest of the body is read once, so only the first candidate can be tried unless it was all read.
       const complete = raw.readableEnded;
-      await proxy(deps, request, reply, {
+      await proxy(deps, contextOf(request, reply), {
         endpoint,
         model: head.model,
         candidates,
@@ -428,6 +411,7 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
   const close = async () => {
     if (closed) return;
     closed = true;
+    closing = true;
     unsubscribe();
     await app.close();
     await new Promise<void>((r) => (metricsServer ? metricsServer.close(() => r()) : r()));
@@ -488,39 +472,6 @@ function sendError(reply: FastifyReply, err: GatewayError): FastifyReply {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(1, ms)));
-
-const SPLICE_USAGE = Buffer.from(',"stream_options":{"include_usage":true}');
-
-/**
- * The body sent upstream. Untouched bytes when nothing changes; when the only change is asking for usage and the
- * client sent no stream_options, the field is spliced in before the closing brace; otherwise re-serialised.
- */
-function upstreamBody(
-  raw: Buffer,
-  body: Record<string, unknown>,
-  keys: string[],
-  c: Candidate,
-  model: string,
-  injectUsage: boolean,
-): Buffer {
-  const drop = c.connection.dropParams;
-  const dropping = drop.length > 0 && keys.some((k) => drop.includes(k));
-  const inject = injectUsage && !drop.includes('stream_options');
-  const renaming = c.model.upstreamId !== model;
-  if (!dropping && !renaming && !inject) return raw;
-  if (!dropping && !renaming && body.stream_options === undefined) {
-    const end = raw.lastIndexOf(0x7d); // '}'
-    if (end > 0) return Buffer.concat([raw.subarray(0, end), SPLICE_USAGE, raw.subarray(end)]);
-  }
-  const out: Record<string, unknown> = {};
-  for (const k of keys) if (!drop.includes(k)) out[k] = body[k];
-  out.model = c.model.upstreamId;
-  if (inject) {
-    const so = body.stream_options;
-    out.stream_options = { ...(so && typeof so === 'object' ? so : {}), include_usage: true };
-  }
-  return Buffer.from(JSON.stringify(out), 'utf8');
-}
 
 /** The routed prefix, then the rest of the upload as it arrives, bounded by the multipart limit. */
 async function* restOfBody(

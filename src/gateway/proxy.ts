@@ -1,10 +1,11 @@
-import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
-import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger } from 'fastify';
 import type { Dispatcher } from 'undici';
 import { isBlockedAddressError } from '../net/address-policy.ts';
 import { redactKey, upstreamErrorMessage } from '../providers/upstream-errors.ts';
+import type { ClientKey } from './client-keys.ts';
 import { GatewayError } from './errors.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import type { Balancer, Candidate } from './routing.ts';
@@ -18,6 +19,23 @@ export interface ProxyDeps {
   metrics: GatewayMetrics;
   /** Requests in progress, so drain can finish or terminate them. */
   active: Set<ActiveRequest>;
+}
+
+/**
+ * One client request, whichever server path received it: fastify's routes or the hot path that serves the JSON
+ * endpoints straight from node:http (src/gateway/hot-path.ts).
+ */
+export interface RequestContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  id: string;
+  /** Carries the request ID in every line. */
+  log: FastifyBaseLogger;
+  clientKey: ClientKey | undefined;
+  /** performance.now() when the request arrived. */
+  started: number;
+  /** Told once the proxy has written the request's access line, so no second one is written. */
+  logged(): void;
 }
 
 export interface ActiveRequest {
@@ -140,7 +158,7 @@ async function readSome(body: Readable, max: number): Promise<string> {
   return Buffer.concat(parts).toString('utf8').slice(0, max);
 }
 
-function writeError(res: ServerResponse, requestId: string, err: GatewayError): void {
+export function writeError(res: ServerResponse, requestId: string, err: GatewayError): void {
   if (res.headersSent || res.destroyed) return;
   res.writeHead(err.status, {
     'content-type': 'application/json; charset=utf-8',
@@ -173,20 +191,13 @@ function responseHeaders(
 /**
  * Proxies one request: tries candidates in the balancer's order, failing over on connect errors, timeouts,
  * 5xx and 429 until a response starts reaching the client; then streams the response through as it arrives.
- * Takes over the reply (hijack): the proxy writes the response and the access log line itself.
+ * Writes the response and the access log line itself (fastify routes hijack their reply before calling it).
  */
-export async function proxy(
-  deps: ProxyDeps,
-  request: FastifyRequest,
-  reply: FastifyReply,
-  call: ProxyCall,
-): Promise<void> {
+export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCall): Promise<void> {
   const { balancer, pools, metrics } = deps;
-  const log: FastifyBaseLogger = request.log;
-  const res = reply.raw;
-  const requestId = String(request.id);
-  const started = performance.now();
-  reply.hijack();
+  const { log, res, req } = ctx;
+  const requestId = ctx.id;
+  const started = ctx.started;
 
   let current: AbortController | undefined;
   let gone = false;
@@ -233,12 +244,12 @@ export async function proxy(
       const headers: Record<string, string> = {
         ...target.headers,
         'content-type': call.contentType,
-        accept: (request.headers.accept as string | undefined) ?? '*/*',
+        accept: req.headers.accept ?? '*/*',
         'accept-encoding': 'identity',
         'x-request-id': requestId,
       };
       if (length !== undefined) headers['content-length'] = String(length);
-      const beta = request.headers['openai-beta'];
+      const beta = req.headers['openai-beta'];
       if (typeof beta === 'string') headers['openai-beta'] = beta;
       try {
         const r = await pools.get(cand.connection).request({
@@ -439,17 +450,17 @@ export async function proxy(
       if (usage.completionTokens)
         metrics.tokens.inc({ connection, model: call.model, type: 'completion' }, usage.completionTokens);
     }
-    request.accessLogged = true;
+    ctx.logged();
     log.info(
       {
-        method: request.method,
-        url: request.url,
+        method: req.method,
+        url: req.url,
         endpoint: call.endpoint,
         model: call.model,
         connection,
         status,
         attempts,
-        ...(request.clientKey ? { clientKey: request.clientKey.name } : {}),
+        ...(ctx.clientKey ? { clientKey: ctx.clientKey.name } : {}),
         ms: Math.round(seconds * 1000),
         ...(usage ? { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens } : {}),
         ...(failure ? { error: failure } : {}),

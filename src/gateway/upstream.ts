@@ -15,6 +15,21 @@ export type Endpoint =
   | 'images/edits'
   | 'responses';
 
+/** The proxied endpoints by body type; tests take the list from here so they cover every route. */
+export const JSON_ENDPOINTS: readonly Endpoint[] = [
+  'chat/completions',
+  'completions',
+  'embeddings',
+  'audio/speech',
+  'images/generations',
+  'responses',
+];
+export const MULTIPART_ENDPOINTS: readonly Endpoint[] = [
+  'audio/transcriptions',
+  'audio/translations',
+  'images/edits',
+];
+
 interface ParsedBase {
   origin: string;
   basePath: string;
