@@ -27,6 +27,7 @@ const pool = new Pool(cfg.url, {
 const headers = { 'content-type': 'application/json', ...cfg.headers };
 const lat: number[] = [];
 let errors = 0;
+let warmupN = 0;
 let firstError: string | undefined;
 
 async function one(record: boolean): Promise<void> {
@@ -50,7 +51,10 @@ async function run(): Promise<void> {
     const until = performance.now() + cfg.warmupMs;
     await Promise.all(
       Array.from({ length: cfg.concurrency }, async () => {
-        while (performance.now() < until) await one(false);
+        while (performance.now() < until) {
+          await one(false);
+          warmupN++;
+        }
       }),
     );
     errors = 0;
@@ -69,6 +73,7 @@ async function run(): Promise<void> {
   console.log(
     JSON.stringify({
       n: lat.length,
+      warmupN,
       errors,
       firstError,
       rps: lat.length / elapsed,

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort, rssMiB, waitHttp, waitLine } from './support.ts';
+import { cpuSeconds, freePort, rssMiB, waitHttp, waitLine } from './support.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const NODE = process.execPath;
@@ -30,6 +30,9 @@ function start(args: string[], env: Record<string, string> = {}): ChildProcess {
 
 interface LoadResult {
   n: number;
+  /** CPU time (user + system) the measured process spent per request, in microseconds. */
+  cpuUs?: number;
+  warmupN?: number;
   errors: number;
   firstError?: string;
   rps: number;
@@ -40,7 +43,9 @@ interface LoadResult {
 async function load(
   cfg: Record<string, unknown>,
   sampleRssOf?: number,
+  cpuOf?: number,
 ): Promise<LoadResult & { peakRss: number }> {
+  const cpu0 = cpuSeconds(cpuOf);
   const child = spawn(NODE, [join(ROOT, 'bench/gateway-load.ts'), JSON.stringify(cfg)], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'inherit'],
@@ -55,7 +60,11 @@ async function load(
   }, 100);
   await new Promise((r) => child.on('exit', r));
   clearInterval(sampler);
-  return { ...(JSON.parse(out.trim().split('\n').at(-1) as string) as LoadResult), peakRss };
+  const r = JSON.parse(out.trim().split('\n').at(-1) as string) as LoadResult;
+  // Counted over warm-up and measurement alike, so divided by every request the process served.
+  const served = r.n + (r.warmupN ?? 0) + r.errors;
+  const cpuUs = cpuOf ? ((cpuSeconds(cpuOf) - cpu0) * 1e6) / Math.max(1, served) : undefined;
+  return { ...r, cpuUs, peakRss };
 }
 
 const CHAT = JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Hello, benchmark!' }] });
@@ -126,25 +135,25 @@ async function main(): Promise<void> {
     await sleep(1000);
     const gwIdleRss = rssMiB(gw.pid);
 
-    const targets: { name: string; url: string; headers?: Record<string, string> }[] = [
-      { name: 'direct', url: upstream },
-      { name: 'floor (undici)', url: floorUrl },
-      { name: 'plugboard', url: gwUrl },
+    const targets: { name: string; url: string; pid?: number; headers?: Record<string, string> }[] = [
+      { name: 'direct', url: upstream, pid: up.pid },
+      { name: 'floor (undici)', url: floorUrl, pid: fl.pid },
+      { name: 'plugboard', url: gwUrl, pid: gw.pid },
     ];
     let portkeyNote = '';
     try {
+      if (process.env.BENCH_SKIP_PORTKEY === '1') throw new Error('skipped (BENCH_SKIP_PORTKEY=1)');
       const pkPort = await freePort();
-      children.push(
-        spawn(
-          NODE,
-          ['node_modules/@portkey-ai/gateway/build/start-server.js', `--port=${pkPort}`, '--headless'],
-          {
-            cwd: ROOT,
-            env: { ...process.env, NODE_ENV: 'production' },
-            stdio: 'ignore',
-          },
-        ),
+      const pk = spawn(
+        NODE,
+        ['node_modules/@portkey-ai/gateway/build/start-server.js', `--port=${pkPort}`, '--headless'],
+        {
+          cwd: ROOT,
+          env: { ...process.env, NODE_ENV: 'production' },
+          stdio: 'ignore',
+        },
       );
+      children.push(pk);
       const pkUrl = `http://127.0.0.1:${pkPort}`;
       await waitHttp(pkUrl);
       const probe = await fetch(`${pkUrl}/v1/chat/completions`, {
@@ -162,6 +171,7 @@ async function main(): Promise<void> {
       targets.push({
         name: 'portkey',
         url: pkUrl,
+        pid: pk.pid,
         headers: {
           authorization: 'Bearer sk-bench',
           'x-portkey-provider': 'openai',
@@ -188,6 +198,7 @@ async function main(): Promise<void> {
               warmupMs: WARMUP_MS,
             },
             t.name === 'plugboard' ? gw.pid : undefined,
+            t.pid,
           );
           if (t.name === 'plugboard') gwPeakRss = Math.max(gwPeakRss, r.peakRss);
           results.set(`${t.name}|${mode}|${concurrency}`, r);
@@ -228,6 +239,7 @@ async function main(): Promise<void> {
         '+p99 ms',
         'rps/direct',
         'rps/floor',
+        'cpu µs/req',
         'err',
       ],
     ];
@@ -248,6 +260,7 @@ async function main(): Promise<void> {
             t.name === 'direct' ? '' : f(r.p99 - d.p99),
             f(r.rps / d.rps),
             f(r.rps / fl2.rps),
+            r.cpuUs === undefined ? '' : f(r.cpuUs, 0),
             String(r.errors) + (r.firstError ? ` (${r.firstError})` : ''),
           ]);
         }
