@@ -11,9 +11,13 @@ import { GROUP, VERSION } from '../src/api/common.ts';
 import { startMockProvider } from '../src/mock-provider/index.ts';
 import {
   encodeSnapshot,
+  MAX_SHARDS,
   SNAPSHOT_FORMAT,
+  SNAPSHOT_MAX_BYTES,
   type Snapshot,
   type SnapshotConnection,
+  shardedCapacity,
+  splitSnapshot,
 } from '../src/snapshot/index.ts';
 import { installCrds } from '../test/support/cluster.ts';
 import { startControlPlane } from '../test/support/control-plane.ts';
@@ -235,7 +239,7 @@ try {
     connections: conns,
   });
   const same = encodeSnapshot(snap(Array.from({ length: N }, (_, i) => entry(i, orModels)))).length;
-  const distinct = encodeSnapshot(
+  const distinctBytes = encodeSnapshot(
     snap(
       Array.from({ length: N }, (_, i) =>
         entry(
@@ -244,9 +248,13 @@ try {
         ),
       ),
     ),
-  ).length;
+  );
+  const distinct = distinctBytes.length;
+  // Over SNAPSHOT_MAX_BYTES the operator shards it over the root Secret and `plugboard-snapshot-1…`.
+  const secrets = splitSnapshot(distinctBytes).length;
+  const fits = distinct <= shardedCapacity() ? 'fits' : 'does NOT fit';
   console.log(
-    `snapshot with ${N} × 5,000-model lists: ${(same / 1024).toFixed(0)} KiB when the lists are the same (one aggregator), ${(distinct / 1024 / 1024).toFixed(1)} MiB when all differ (Secret limit 1 MiB)`,
+    `snapshot with ${N} × 5,000-model lists: ${(same / 1024).toFixed(0)} KiB when the lists are the same (one aggregator), ${(distinct / 1024 / 1024).toFixed(1)} MiB when all differ: ${secrets} Secrets of ${SNAPSHOT_MAX_BYTES.toLocaleString('en')} bytes (${fits} the ${(shardedCapacity() / 1024 / 1024).toFixed(0)} MiB of the root + ${MAX_SHARDS} shards)`,
   );
 } finally {
   for (const c of cleanups.reverse()) await c();
