@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { cpuSeconds, freePort, rssMiB, waitHttp, waitLine } from './support.ts';
+import { chartNodeOptions, cpuSeconds, freePort, rssMiB, waitHttp, waitLine } from './support.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const NODE = process.execPath;
@@ -109,7 +109,9 @@ async function main(): Promise<void> {
         ],
       }),
     );
-    // production settings (JSON access logs at info), output discarded so the bench process does not compete
+    // production settings (JSON access logs at info, the chart's heap sizing), output discarded so the bench
+    // process does not compete
+    const gwNodeOptions = process.env.BENCH_GATEWAY_NODE_OPTIONS ?? chartNodeOptions('gateway');
     const gwPort = await freePort();
     const gw = spawn(
       NODE,
@@ -125,7 +127,7 @@ async function main(): Promise<void> {
       {
         cwd: ROOT,
         // The compiled output, as the image runs it (npm run bench:gateway builds it first).
-        env: { ...process.env, PLUGBOARD_FROM_DIST: '1' },
+        env: { ...process.env, PLUGBOARD_FROM_DIST: '1', NODE_OPTIONS: gwNodeOptions },
         stdio: ['ignore', 'ignore', 'inherit'],
       },
     );
@@ -283,7 +285,10 @@ async function main(): Promise<void> {
             : ''),
       );
     }
-    console.log(`plugboard RSS: idle ${f(gwIdleRss, 0)} MiB, peak under load ${f(gwPeakRss, 0)} MiB`);
+    console.log(
+      `plugboard RSS: idle ${f(gwIdleRss, 0)} MiB, peak under load ${f(gwPeakRss, 0)} MiB ` +
+        `(NODE_OPTIONS="${gwNodeOptions}", as the chart's defaults set it)`,
+    );
     console.log(
       `1,000 concurrent open streams through plugboard: ${many.n} completed, ${many.errors} errors` +
         (many.firstError ? ` (first: ${many.firstError})` : '') +

@@ -22,17 +22,18 @@ import {
 import { installCrds } from '../test/support/cluster.ts';
 import { startControlPlane } from '../test/support/control-plane.ts';
 import { kubeRaw } from '../test/support/kube-raw.ts';
-import { freePort, rssMiB } from './support.ts';
+import { chartNodeOptions, freePort, rssMiB } from './support.ts';
 
 const { values } = parseArgs({
   options: {
     connections: { type: 'string', default: '1000' },
     'steady-seconds': { type: 'string', default: '30' },
-    // e.g. --node-options=--max-old-space-size=96 to see the heap the operator needs when it is capped
-    'node-options': { type: 'string', default: '' },
+    // Default: what the Helm chart's defaults set (heap sized from the memory limit); '' for V8's own sizing
+    'node-options': { type: 'string' },
   },
 });
 const N = Number(values.connections);
+const nodeOptions = values['node-options'] ?? chartNodeOptions('operator');
 const NS = 'bench';
 const root = join(import.meta.dirname, '..');
 
@@ -121,7 +122,7 @@ try {
         KUBERNETES_SERVICE_HOST: apiServer.hostname,
         KUBERNETES_SERVICE_PORT: apiServer.port,
         PLUGBOARD_SERVICEACCOUNT_DIR: saDir,
-        NODE_OPTIONS: values['node-options'],
+        NODE_OPTIONS: nodeOptions,
         PLUGBOARD_FROM_DIST: '1',
       },
       stdio: ['ignore', 'inherit', 'inherit'],
@@ -172,7 +173,7 @@ try {
   const heapTotalMiB = (await metric('nodejs_heap_size_total_bytes')) / 2 ** 20;
   const externalMiB = (await metric('nodejs_external_memory_bytes')) / 2 ** 20;
   console.log(
-    `steady state: ${writesPerMin.toFixed(1)} status writes/min (target 0); RSS ${idleRss.toFixed(0)} MiB (target ≤ 150; V8 heap used ${heapMiB.toFixed(0)} of ${heapTotalMiB.toFixed(0)} MiB, external ${externalMiB.toFixed(0)} MiB)`,
+    `steady state: ${writesPerMin.toFixed(1)} status writes/min (target 0); RSS ${idleRss.toFixed(0)} MiB (target ≤ 150; NODE_OPTIONS="${nodeOptions}"; V8 heap used ${heapMiB.toFixed(0)} of ${heapTotalMiB.toFixed(0)} MiB, external ${externalMiB.toFixed(0)} MiB)`,
   );
 
   // apply→Ready for single spec changes (each re-verifies), one at a time, under the full load.

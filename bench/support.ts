@@ -3,7 +3,23 @@ import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+import { find, KEYS, render } from '../test/deploy/helm.ts';
+
 export { freePort } from '../test/support/control-plane.ts';
+
+/**
+ * NODE_OPTIONS as the Helm chart's defaults set them for a component (its heap sizing follows the memory
+ * limit), so a benchmark measures a process configured as it is deployed. Needs the helm binary the test set-up
+ * builds (npm run test:setup).
+ */
+export function chartNodeOptions(component: 'gateway' | 'operator'): string {
+  const deployment = find(render({ values: KEYS }), 'Deployment', `-${component}`);
+  // biome-ignore lint/suspicious/noExplicitAny: a rendered manifest
+  const env = deployment.spec.template.spec.containers[0].env as any[];
+  const v = env.find((e) => e.name === 'NODE_OPTIONS')?.value;
+  if (typeof v !== 'string') throw new Error(`the chart sets no NODE_OPTIONS for the ${component}`);
+  return v;
+}
 
 /** Waits for a line matching `re` on the child's stdout (stderr is kept for the error message). */
 export function waitLine(child: ChildProcess, re: RegExp, timeoutMs = 20_000): Promise<RegExpExecArray> {

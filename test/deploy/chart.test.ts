@@ -153,6 +153,23 @@ describe('helm chart charts/plugboard', () => {
         expect(sa.automountServiceAccountToken).toBe(false);
     });
 
+    it('sizes the V8 heap from each container memory limit (half for the old generation)', () => {
+      const nodeOptions = (d: Manifest[], suffix: string) =>
+        find(d, 'Deployment', suffix).spec.template.spec.containers[0].env.find(
+          (e: { name: string }) => e.name === 'NODE_OPTIONS',
+        )?.value;
+      expect(nodeOptions(docs, '-gateway')).toBe('--max-old-space-size=128 --max-semi-space-size=4');
+      expect(nodeOptions(docs, '-operator')).toBe('--max-old-space-size=128 --max-semi-space-size=4');
+      const big = render({
+        values: [KEYS, { gateway: { resources: { limits: { cpu: '2', memory: '2Gi' } } } }],
+      });
+      expect(nodeOptions(big, '-gateway')).toBe('--max-old-space-size=1024 --max-semi-space-size=16');
+      const small = render({
+        values: [KEYS, { operator: { resources: { limits: { cpu: '1', memory: '96Mi' } } } }],
+      });
+      expect(nodeOptions(small, '-operator')).toBe('--max-old-space-size=48 --max-semi-space-size=2');
+    });
+
     it('RBAC: the gateway may get/list/watch exactly the snapshot and client-keys Secrets, and get the shards', () => {
       const role = find(docs, 'Role', '-gateway');
       expect(role.rules).toEqual([
