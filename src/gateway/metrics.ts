@@ -6,6 +6,26 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
  * from free client input, so cardinality is bounded by configuration. The mapping to OpenTelemetry GenAI
  * semantic conventions is documented in docs/gateway.md.
  */
+/** What one request adds to the per-route series, recorded by GatewayMetrics.record(). */
+export interface RequestRecord {
+  connection: string;
+  model: string;
+  endpoint: string;
+  status: number;
+  seconds: number;
+  promptTokens?: number;
+  completionTokens?: number;
+}
+
+/** Plain totals of one (connection, model, endpoint), folded into prom-client's series at scrape time. */
+interface RouteTotals {
+  labels: { connection: string; model: string; endpoint: string };
+  byStatus: Map<number, number>;
+  promptTokens: number;
+  completionTokens: number;
+  duration: { observe(value: number): void };
+}
+
 export class GatewayMetrics {
   readonly registry = new Registry();
   readonly requests: Counter<'connection' | 'model' | 'endpoint' | 'status'>;
@@ -18,6 +38,11 @@ export class GatewayMetrics {
   readonly snapshotLastReload: Gauge;
   readonly snapshotErrors: Counter;
   readonly snapshotOk: Gauge;
+  // prom-client validates and hashes the label set on every inc(); on the proxy's path these are plain additions,
+  // handed to prom-client when it is scraped. Keyed by label values, so bounded by the snapshot like the series.
+  private readonly totals = new Map<string, RouteTotals>();
+  private readonly totalsOf = new WeakMap<object, Map<string, RouteTotals>>();
+  private readonly inFlightBy = new Map<string, number>();
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -27,6 +52,11 @@ export class GatewayMetrics {
       help: 'Requests handled, by connection (ns/name, "" when none was chosen), model, endpoint and HTTP status.',
       labelNames: ['connection', 'model', 'endpoint', 'status'],
       registers,
+      collect: () => {
+        this.requests.reset();
+        for (const t of this.totals.values())
+          for (const [status, n] of t.byStatus) this.requests.inc({ ...t.labels, status: String(status) }, n);
+      },
     });
     this.duration = new Histogram({
       name: 'plugboard_gateway_request_duration_seconds',
@@ -47,6 +77,14 @@ export class GatewayMetrics {
       help: 'Tokens reported by upstreams in usage, by type (prompt or completion).',
       labelNames: ['connection', 'model', 'type'],
       registers,
+      collect: () => {
+        this.tokens.reset();
+        for (const { labels, promptTokens, completionTokens } of this.totals.values()) {
+          const { connection, model } = labels;
+          if (promptTokens) this.tokens.inc({ connection, model, type: 'prompt' }, promptTokens);
+          if (completionTokens) this.tokens.inc({ connection, model, type: 'completion' }, completionTokens);
+        }
+      },
     });
     this.upstreamErrors = new Counter({
       name: 'plugboard_gateway_upstream_errors_total',
@@ -61,6 +99,9 @@ export class GatewayMetrics {
       help: 'Proxied requests in progress.',
       labelNames: ['endpoint'],
       registers,
+      collect: () => {
+        for (const [endpoint, n] of this.inFlightBy) this.inFlight.set({ endpoint }, n);
+      },
     });
     this.snapshotGeneration = new Gauge({
       name: 'plugboard_gateway_snapshot_generation',
@@ -82,5 +123,45 @@ export class GatewayMetrics {
       help: '1 when the last snapshot load succeeded, 0 when the last attempt failed.',
       registers,
     });
+  }
+
+  /** A proxied request starts (+1) or ends (-1). */
+  inFlightAdd(endpoint: string, delta: number): void {
+    this.inFlightBy.set(endpoint, (this.inFlightBy.get(endpoint) ?? 0) + delta);
+  }
+
+  /**
+   * Counts a finished request. `route` is an object that stands for the label values (the routing candidate),
+   * so the totals are found without building a key on every request.
+   */
+  record(route: object | undefined, r: RequestRecord): void {
+    let byEndpoint = route ? this.totalsOf.get(route) : undefined;
+    let t = byEndpoint?.get(r.endpoint);
+    if (!t) {
+      const id = `${r.connection}\u0000${r.model}\u0000${r.endpoint}`;
+      t = this.totals.get(id);
+      if (!t) {
+        const labels = { connection: r.connection, model: r.model, endpoint: r.endpoint };
+        t = {
+          labels,
+          byStatus: new Map(),
+          promptTokens: 0,
+          completionTokens: 0,
+          duration: this.duration.labels(labels),
+        };
+        this.totals.set(id, t);
+      }
+      if (route) {
+        if (!byEndpoint) {
+          byEndpoint = new Map();
+          this.totalsOf.set(route, byEndpoint);
+        }
+        byEndpoint.set(r.endpoint, t);
+      }
+    }
+    t.byStatus.set(r.status, (t.byStatus.get(r.status) ?? 0) + 1);
+    t.duration.observe(r.seconds);
+    if (r.promptTokens) t.promptTokens += r.promptTokens;
+    if (r.completionTokens) t.completionTokens += r.completionTokens;
   }
 }

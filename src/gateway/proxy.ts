@@ -2,11 +2,11 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
-import type { Dispatcher } from 'undici';
 import { isBlockedAddressError } from '../net/address-policy.ts';
 import { redactKey, upstreamErrorMessage } from '../providers/upstream-errors.ts';
 import type { ClientKey } from './client-keys.ts';
 import { GatewayError } from './errors.ts';
+import { Exchange } from './exchange.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import type { Balancer, Candidate } from './routing.ts';
 import { SseUsageTap, sseErrorEvent, type Usage, usageFromJsonTail } from './sse.ts';
@@ -141,23 +141,6 @@ function scrub(text: string, c: Candidate): string {
   return redactKey(text, c.connection.apiKey, '***');
 }
 
-async function readSome(body: Readable, max: number): Promise<string> {
-  const parts: Buffer[] = [];
-  let n = 0;
-  try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      if (n < max) parts.push(chunk);
-      n += chunk.length;
-      if (n >= max) break;
-    }
-  } catch {
-    // what we have is enough for a message
-  }
-  body.on('error', () => undefined);
-  body.destroy();
-  return Buffer.concat(parts).toString('utf8').slice(0, max);
-}
-
 export function writeError(res: ServerResponse, requestId: string, err: GatewayError): void {
   if (res.headersSent || res.destroyed) return;
   res.writeHead(err.status, {
@@ -199,7 +182,7 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
   const requestId = ctx.id;
   const started = ctx.started;
 
-  let current: AbortController | undefined;
+  let current: Exchange | undefined;
   let gone = false;
   let terminated = false;
   let sseStarted = false;
@@ -217,7 +200,7 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
     },
   };
   deps.active.add(active);
-  metrics.inFlight.inc({ endpoint: call.endpoint });
+  metrics.inFlightAdd(call.endpoint, 1);
 
   let chosen: Candidate | undefined;
   let status = 0;
@@ -227,7 +210,7 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
 
   try {
     const ordered = balancer.order(call.candidates);
-    let response: Dispatcher.ResponseData | undefined;
+    let response: Exchange | undefined;
     let lastError: GatewayError | undefined;
     let timer: NodeJS.Timeout | undefined;
     for (let i = 0; i < ordered.length; i++) {
@@ -235,9 +218,10 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
       const last = i === ordered.length - 1 || !call.replayable;
       if (gone || terminated) break;
       attempts++;
-      const ac = new AbortController();
-      current = ac;
-      timer = setTimeout(() => ac.abort(new TotalTimeout('total timeout')), cand.connection.timeouts.totalMs);
+      timer = setTimeout(
+        () => current?.abort(new TotalTimeout('total timeout')),
+        cand.connection.timeouts.totalMs,
+      );
       balancer.acquire(cand.key);
       const target = upstreamTarget(cand.connection, call.endpoint, cand.model.upstreamId);
       const { data, length } = call.body(cand);
@@ -252,14 +236,15 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
       const beta = req.headers['openai-beta'];
       if (typeof beta === 'string') headers['openai-beta'] = beta;
       try {
-        const r = await pools.get(cand.connection).request({
+        const r = new Exchange(pools.get(cand.connection), {
           origin: target.origin,
           method: 'POST',
           path: target.path,
           headers,
           body: data,
-          signal: ac.signal,
         });
+        current = r;
+        await r.head;
         if (r.statusCode >= 500 || r.statusCode === 429) {
           const reason: FailureReason = r.statusCode === 429 ? 'status_429' : 'status_5xx';
           metrics.upstreamErrors.inc({ connection: cand.key, reason });
@@ -270,13 +255,13 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
               { connection: cand.key, status: r.statusCode },
               'upstream failed; trying the next connection',
             );
-            void r.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
+            r.dump(64 * 1024);
             balancer.release(cand.key);
             clearTimeout(timer);
             continue;
           }
           if (r.statusCode >= 500) {
-            const text = scrub(await readSome(r.body, 16 * 1024), cand);
+            const text = scrub(await r.text(16 * 1024), cand);
             const msg = upstreamErrorMessage(text);
             balancer.release(cand.key);
             clearTimeout(timer);
@@ -345,7 +330,7 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
     status = response.statusCode;
     if (status >= 300 && status < 400) {
       // Never followed (SSRF) and never handed to the client, whose next hop it would become.
-      void response.body.dump().catch(() => undefined);
+      response.dump();
       clearTimeout(timer);
       balancer.release(cand.key);
       const e = new GatewayError(
@@ -360,7 +345,7 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
     }
     if (status >= 400 && cand.connection.apiKey) {
       // Upstream errors pass through, but some providers echo the key in them: scrub before it leaves.
-      const text = scrub(await readSome(response.body, 64 * 1024), cand);
+      const text = scrub(await response.text(64 * 1024), cand);
       clearTimeout(timer);
       balancer.release(cand.key);
       const headers = responseHeaders(response.headers, requestId, false);
@@ -377,8 +362,10 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
     const wantTail = !sse && status < 300 && ctype.includes('json');
     let tail: Buffer | undefined;
     let first = true;
+    const upstream = response;
+    const resume = () => upstream.resume();
     try {
-      for await (const chunk of response.body as AsyncIterable<Buffer>) {
+      await upstream.pipe((chunk) => {
         if (first) {
           first = false;
           if (sse)
@@ -389,14 +376,18 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
         }
         const out = tap ? tap.push(chunk) : chunk;
         if (wantTail) tail = tail ? Buffer.concat([tail, chunk]).subarray(-4096) : chunk.subarray(-4096);
-        if (out.length > 0 && !res.write(out)) await drained(res);
-      }
+        if (out.length === 0 || res.write(out)) return true;
+        res.once('drain', resume);
+        return false;
+      });
       if (tap) {
         const rest = tap.flush();
         if (rest.length) res.write(rest);
         usage = tap.usage;
       } else if (tail) {
-        usage = usageFromJsonTail(tail.toString('utf8'));
+        // Decode only from the usage field on (it is the last one OpenAI-compatible servers write).
+        const at = tail.lastIndexOf('"usage"');
+        if (at >= 0) usage = usageFromJsonTail(tail.toString('utf8', at));
       }
       res.end();
     } catch (err) {
@@ -438,18 +429,18 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
   } finally {
     res.off('close', onClose);
     deps.active.delete(active);
-    metrics.inFlight.dec({ endpoint: call.endpoint });
+    metrics.inFlightAdd(call.endpoint, -1);
     const connection = chosen?.key ?? '';
-    const labels = { connection, model: call.model, endpoint: call.endpoint };
-    metrics.requests.inc({ ...labels, status: String(status) });
     const seconds = (performance.now() - started) / 1000;
-    metrics.duration.observe(labels, seconds);
-    if (usage && chosen) {
-      if (usage.promptTokens)
-        metrics.tokens.inc({ connection, model: call.model, type: 'prompt' }, usage.promptTokens);
-      if (usage.completionTokens)
-        metrics.tokens.inc({ connection, model: call.model, type: 'completion' }, usage.completionTokens);
-    }
+    metrics.record(chosen, {
+      connection,
+      model: call.model,
+      endpoint: call.endpoint,
+      status,
+      seconds,
+      promptTokens: chosen ? usage?.promptTokens : undefined,
+      completionTokens: chosen ? usage?.completionTokens : undefined,
+    });
     ctx.logged();
     log.info(
       {
@@ -468,16 +459,4 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
       'request completed',
     );
   }
-}
-
-function drained(res: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
 }

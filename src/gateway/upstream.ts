@@ -64,6 +64,24 @@ export function upstreamTarget(
   endpoint: Endpoint,
   upstreamModel: string,
 ): UpstreamTarget {
+  // Computed once per connection, endpoint and model: a snapshot's connections are immutable.
+  let byRoute = targets.get(c);
+  if (!byRoute) {
+    byRoute = new Map();
+    targets.set(c, byRoute);
+  }
+  const id = `${endpoint}\u0000${upstreamModel}`;
+  let t = byRoute.get(id);
+  if (!t) {
+    t = computeTarget(c, endpoint, upstreamModel);
+    byRoute.set(id, t);
+  }
+  return t;
+}
+
+const targets = new WeakMap<SnapshotConnection, Map<string, UpstreamTarget>>();
+
+function computeTarget(c: SnapshotConnection, endpoint: Endpoint, upstreamModel: string): UpstreamTarget {
   const { origin, basePath } = base(c);
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(c.headers)) headers[k.toLowerCase()] = v;
@@ -76,7 +94,7 @@ export function upstreamTarget(
         ? `${basePath}/openai/responses${q}`
         : `${basePath}/openai/deployments/${encodeURIComponent(upstreamModel)}/${endpoint}${q}`;
   }
-  return { origin, path, headers };
+  return Object.freeze({ origin, path, headers: Object.freeze(headers) });
 }
 
 export interface PoolTls {
