@@ -118,13 +118,26 @@ export function extractUsage(obj: Record<string, unknown>): Usage | undefined {
 
 /** Usage from the tail of a non-streamed JSON reply (usage is the last field OpenAI-compatible servers write). */
 export function usageFromJsonTail(tail: string): Usage | undefined {
-  const m = /"usage"\s*:\s*(\{[^{}]*(?:\{[^{}]*\}[^{}]*)*\})/.exec(tail);
-  if (!m?.[1]) return undefined;
-  try {
-    return extractUsage({ usage: JSON.parse(m[1]) });
-  } catch {
-    return undefined;
+  const key = tail.indexOf('"usage"');
+  if (key < 0) return undefined;
+  const start = tail.indexOf('{', key);
+  if (start < 0 || tail.slice(key + 7, start).trim() !== ':') return undefined;
+  // The matching brace, skipping strings: a plain scan, the regex it replaces backtracked on every reply.
+  let depth = 0;
+  for (let i = start; i < tail.length; i++) {
+    const ch = tail.charCodeAt(i);
+    if (ch === 0x22) {
+      for (i++; i < tail.length && tail.charCodeAt(i) !== 0x22; i++) if (tail.charCodeAt(i) === 0x5c) i++;
+    } else if (ch === 0x7b) depth++;
+    else if (ch === 0x7d && --depth === 0) {
+      try {
+        return extractUsage({ usage: JSON.parse(tail.slice(start, i + 1)) });
+      } catch {
+        return undefined;
+      }
+    }
   }
+  return undefined;
 }
 
 /** An in-band error event for failures after the first byte. */

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { parseClientKeys } from '../../src/gateway/client-keys.ts';
 import { readMultipartHead, rewriteModel } from '../../src/gateway/multipart.ts';
 import { FileSnapshotSource } from '../../src/gateway/snapshot-source.ts';
-import { SseUsageTap } from '../../src/gateway/sse.ts';
+import { SseUsageTap, usageFromJsonTail } from '../../src/gateway/sse.ts';
 import { encodeSnapshot } from '../../src/snapshot/codec.ts';
 import { snapshot } from './helpers.ts';
 
@@ -52,6 +52,25 @@ describe('SSE usage tap', () => {
     const out = Buffer.concat([tap.push(Buffer.from(crlf)), tap.flush()]).toString();
     expect(out).not.toContain('"choices":[]');
     expect(out).toContain('[DONE]');
+  });
+});
+
+describe('usage of a JSON reply', () => {
+  it('reads the usage object after the content, nested details included, and nothing from a broken tail', () => {
+    const reply = JSON.stringify({
+      choices: [{ message: { content: 'a "usage": {"prompt_tokens": 999} lookalike }{' } }],
+      usage: { prompt_tokens: 9, completion_tokens: 7, prompt_tokens_details: { cached_tokens: 2 } },
+    });
+    // the gateway decodes from the last "usage" key on; the whole reply still finds the real one last
+    const tail = reply.slice(reply.lastIndexOf('"usage"'));
+    expect(usageFromJsonTail(tail)).toEqual({ promptTokens: 9, completionTokens: 7 });
+    expect(usageFromJsonTail('{"output":[],"usage":{"input_tokens":4,"output_tokens":2}}')).toEqual({
+      promptTokens: 4,
+      completionTokens: 2,
+    });
+    expect(usageFromJsonTail('{"usage": {"prompt_tokens": 3')).toBeUndefined();
+    expect(usageFromJsonTail('{"usage": null}')).toBeUndefined();
+    expect(usageFromJsonTail('{"choices":[]}')).toBeUndefined();
   });
 });
 
