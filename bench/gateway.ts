@@ -14,7 +14,10 @@ import { chartNodeOptions, cpuSeconds, freePort, rssMiB, waitHttp, waitLine } fr
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const NODE = process.execPath;
-const CELL_MS = Number(process.env.BENCH_CELL_MS ?? 3000);
+const CELL_MS = Number(process.env.BENCH_CELL_MS ?? 2000);
+// Each cell runs this many times, the targets taking turns, and the medians are reported: on a shared VM the
+// speed drifts between cells, and ratios taken within one round are what compare fairly.
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const WARMUP_MS = 700;
 const children: ChildProcess[] = [];
 
@@ -184,30 +187,60 @@ async function main(): Promise<void> {
       portkeyNote = `@portkey-ai/gateway could not run here: ${(err as Error).message}`;
     }
 
-    const results = new Map<string, LoadResult>();
+    const rounds = new Map<string, LoadResult[]>();
     let gwPeakRss = 0;
     for (const mode of ['json', 'stream'] as const) {
       for (const concurrency of [1, 32]) {
-        for (const t of targets) {
-          const r = await load(
-            {
-              url: t.url,
-              path: '/v1/chat/completions',
-              body: mode === 'json' ? CHAT : CHAT_STREAM,
-              headers: t.headers,
-              concurrency,
-              durationMs: CELL_MS,
-              warmupMs: WARMUP_MS,
-            },
-            t.name === 'plugboard' ? gw.pid : undefined,
-            t.pid,
-          );
-          if (t.name === 'plugboard') gwPeakRss = Math.max(gwPeakRss, r.peakRss);
-          results.set(`${t.name}|${mode}|${concurrency}`, r);
-          process.stderr.write('.');
+        for (let round = 0; round < ROUNDS; round++) {
+          for (const t of targets) {
+            const r = await load(
+              {
+                url: t.url,
+                path: '/v1/chat/completions',
+                body: mode === 'json' ? CHAT : CHAT_STREAM,
+                headers: t.headers,
+                concurrency,
+                durationMs: CELL_MS,
+                warmupMs: WARMUP_MS,
+              },
+              t.name === 'plugboard' ? gw.pid : undefined,
+              t.pid,
+            );
+            if (t.name === 'plugboard') gwPeakRss = Math.max(gwPeakRss, r.peakRss);
+            const key = `${t.name}|${mode}|${concurrency}`;
+            rounds.set(key, [...(rounds.get(key) ?? []), r]);
+            process.stderr.write('.');
+          }
         }
       }
     }
+    const median = (xs: number[]) => {
+      const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
+      return v.length ? ((v[(v.length - 1) >> 1] as number) + (v[v.length >> 1] as number)) / 2 : Number.NaN;
+    };
+    const results = new Map<string, LoadResult>();
+    for (const [key, rs] of rounds)
+      results.set(key, {
+        n: rs.reduce((a, r) => a + r.n, 0),
+        errors: rs.reduce((a, r) => a + r.errors, 0),
+        firstError: rs.find((r) => r.firstError)?.firstError,
+        rps: median(rs.map((r) => r.rps)),
+        p50: median(rs.map((r) => r.p50)),
+        p99: median(rs.map((r) => r.p99)),
+        cpuUs: rs[0]?.cpuUs === undefined ? undefined : median(rs.map((r) => r.cpuUs ?? Number.NaN)),
+      });
+    /** Median over rounds of a target's latency over direct's in the same round. */
+    const added = (a: string, mode: string, c: number, q: 'p50' | 'p99') => {
+      const ra = rounds.get(`${a}|${mode}|${c}`) ?? [];
+      const rd = rounds.get(`direct|${mode}|${c}`) ?? [];
+      return median(ra.map((r, i) => r[q] - (rd[i]?.[q] ?? Number.NaN)));
+    };
+    /** Median over rounds of a target's throughput over another's in the same round. */
+    const ratio = (a: string, b: string, mode: string, c: number) => {
+      const ra = rounds.get(`${a}|${mode}|${c}`) ?? [];
+      const rb = rounds.get(`${b}|${mode}|${c}`) ?? [];
+      return median(ra.map((r, i) => r.rps / (rb[i]?.rps ?? Number.NaN)));
+    };
     process.stderr.write('\n');
 
     // 1,000 concurrent open streams through the gateway (each ~1 s long)
@@ -247,8 +280,6 @@ async function main(): Promise<void> {
     ];
     for (const mode of ['json', 'stream']) {
       for (const c of [1, 32]) {
-        const d = results.get(`direct|${mode}|${c}`) as LoadResult;
-        const fl2 = results.get(`floor (undici)|${mode}|${c}`) as LoadResult;
         for (const t of targets) {
           const r = results.get(`${t.name}|${mode}|${c}`) as LoadResult;
           rows.push([
@@ -258,10 +289,10 @@ async function main(): Promise<void> {
             f(r.rps, 0),
             f(r.p50),
             f(r.p99),
-            t.name === 'direct' ? '' : f(r.p50 - d.p50),
-            t.name === 'direct' ? '' : f(r.p99 - d.p99),
-            f(r.rps / d.rps),
-            f(r.rps / fl2.rps),
+            t.name === 'direct' ? '' : f(added(t.name, mode, c, 'p50')),
+            t.name === 'direct' ? '' : f(added(t.name, mode, c, 'p99')),
+            f(ratio(t.name, 'direct', mode, c)),
+            f(ratio(t.name, 'floor (undici)', mode, c)),
             r.cpuUs === undefined ? '' : f(r.cpuUs, 0),
             String(r.errors) + (r.firstError ? ` (${r.firstError})` : ''),
           ]);
@@ -275,13 +306,14 @@ async function main(): Promise<void> {
     for (const r of rows.slice(1)) console.log(line(r));
     console.log('');
     for (const mode of ['json', 'stream']) {
-      const pb = results.get(`plugboard|${mode}|32`) as LoadResult;
-      const fl2 = results.get(`floor (undici)|${mode}|32`) as LoadResult;
       const pk = results.get(`portkey|${mode}|32`);
+      const pb = results.get(`plugboard|${mode}|32`);
+      const fl2 = results.get(`floor (undici)|${mode}|32`);
       console.log(
-        `${mode}, concurrency 32: plugboard = ${f((pb.rps / fl2.rps) * 100, 0)}% of the floor's throughput` +
+        `${mode}, concurrency 32: plugboard = ${f(ratio('plugboard', 'floor (undici)', mode, 32) * 100, 0)}% of the floor's throughput` +
+          ` (CPU per request ${f((pb?.cpuUs ?? Number.NaN) / (fl2?.cpuUs ?? Number.NaN), 2)}x the floor's)` +
           (pk
-            ? `; plugboard/portkey = ${f(pb.rps / pk.rps, 1)}x; floor/portkey = ${f(fl2.rps / pk.rps, 1)}x`
+            ? `; plugboard/portkey = ${f(ratio('plugboard', 'portkey', mode, 32), 1)}x; floor/portkey = ${f(ratio('floor (undici)', 'portkey', mode, 32), 1)}x`
             : ''),
       );
     }
@@ -302,7 +334,8 @@ async function main(): Promise<void> {
           'when it appends headers to the upstream fetch Response',
       );
     console.log(
-      `(${CELL_MS} ms per cell after ${WARMUP_MS} ms warm-up; node ${process.version}; ${cpuModel()})`,
+      `(medians of ${ROUNDS} rounds, targets taking turns; ${CELL_MS} ms per cell after ${WARMUP_MS} ms warm-up; ` +
+        `node ${process.version}; ${cpuModel()})`,
     );
   } finally {
     for (const c of children) c.kill('SIGKILL');
