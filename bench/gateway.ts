@@ -282,6 +282,7 @@ async function main(): Promise<void> {
       for (const c of [1, 32]) {
         for (const t of targets) {
           const r = results.get(`${t.name}|${mode}|${c}`) as LoadResult;
+          const failed = !(r.rps > 0);
           rows.push([
             t.name,
             mode,
@@ -289,8 +290,8 @@ async function main(): Promise<void> {
             f(r.rps, 0),
             f(r.p50),
             f(r.p99),
-            t.name === 'direct' ? '' : f(added(t.name, mode, c, 'p50')),
-            t.name === 'direct' ? '' : f(added(t.name, mode, c, 'p99')),
+            t.name === 'direct' || failed ? '' : f(added(t.name, mode, c, 'p50')),
+            t.name === 'direct' || failed ? '' : f(added(t.name, mode, c, 'p99')),
             f(ratio(t.name, 'direct', mode, c)),
             f(ratio(t.name, 'floor (undici)', mode, c)),
             r.cpuUs === undefined ? '' : f(r.cpuUs, 0),
@@ -312,7 +313,7 @@ async function main(): Promise<void> {
       console.log(
         `${mode}, concurrency 32: plugboard = ${f(ratio('plugboard', 'floor (undici)', mode, 32) * 100, 0)}% of the floor's throughput` +
           ` (CPU per request ${f((pb?.cpuUs ?? Number.NaN) / (fl2?.cpuUs ?? Number.NaN), 2)}x the floor's)` +
-          (pk
+          (pk && pk.rps > 0
             ? `; plugboard/portkey = ${f(ratio('plugboard', 'portkey', mode, 32), 1)}x; floor/portkey = ${f(ratio('floor (undici)', 'portkey', mode, 32), 1)}x`
             : ''),
       );
