@@ -158,8 +158,8 @@ describe('helm chart charts/plugboard', () => {
         find(d, 'Deployment', suffix).spec.template.spec.containers[0].env.find(
           (e: { name: string }) => e.name === 'NODE_OPTIONS',
         )?.value;
-      expect(nodeOptions(docs, '-gateway')).toBe('--max-old-space-size=128 --max-semi-space-size=8');
-      expect(nodeOptions(docs, '-operator')).toBe('--max-old-space-size=128 --max-semi-space-size=8');
+      expect(nodeOptions(docs, '-gateway')).toBe('--max-old-space-size=128 --max-semi-space-size=16');
+      expect(nodeOptions(docs, '-operator')).toBe('--max-old-space-size=128 --max-semi-space-size=16');
       const big = render({
         values: [KEYS, { gateway: { resources: { limits: { cpu: '2', memory: '2Gi' } } } }],
       });
@@ -167,7 +167,7 @@ describe('helm chart charts/plugboard', () => {
       const small = render({
         values: [KEYS, { operator: { resources: { limits: { cpu: '1', memory: '96Mi' } } } }],
       });
-      expect(nodeOptions(small, '-operator')).toBe('--max-old-space-size=48 --max-semi-space-size=3');
+      expect(nodeOptions(small, '-operator')).toBe('--max-old-space-size=48 --max-semi-space-size=6');
     });
 
     it('RBAC: the gateway may get/list/watch exactly the snapshot and client-keys Secrets, and get the shards', () => {

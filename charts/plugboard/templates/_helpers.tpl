@@ -125,7 +125,7 @@ seccompProfile:
 
 {{/*
 NODE_OPTIONS from a container's memory limit (Mi or Gi): V8's old generation gets half of it and each young
-semi-space 1/32 (2–16 MiB). Left to itself V8 sizes its heap from the node's memory, lets a busy proxy's garbage
+semi-space 1/16 (2–16 MiB). Left to itself V8 sizes its heap from the node's memory, lets a busy proxy's garbage
 pile up to hundreds of MiB between collections, and meets the OOM killer before its own limit. The other half
 holds code, the young generation and off-heap buffers (sockets, TLS, zlib, the decoded snapshot's strings).
 */}}
@@ -135,7 +135,7 @@ holds code, the young generation and off-heap buffers (sockets, TLS, zlib, the d
 {{- if hasSuffix "Gi" $mem -}}{{- $mib = mul (trimSuffix "Gi" $mem | int) 1024 -}}
 {{- else if hasSuffix "Mi" $mem -}}{{- $mib = trimSuffix "Mi" $mem | int -}}
 {{- end -}}
---max-old-space-size={{ div $mib 2 }} --max-semi-space-size={{ max 2 (min 16 (div $mib 32)) }}
+--max-old-space-size={{ div $mib 2 }} --max-semi-space-size={{ max 2 (min 16 (div $mib 16)) }}
 {{- end -}}
 
 {{/* The upstream address policy flags, shared by the operator and the gateway. */}}
