@@ -153,21 +153,21 @@ describe('helm chart charts/plugboard', () => {
         expect(sa.automountServiceAccountToken).toBe(false);
     });
 
-    it('sizes the V8 heap from each container memory limit (half for the old generation)', () => {
+    it('sizes the V8 heap and its threads from each container limits (half the memory for the old generation)', () => {
       const nodeOptions = (d: Manifest[], suffix: string) =>
         find(d, 'Deployment', suffix).spec.template.spec.containers[0].env.find(
           (e: { name: string }) => e.name === 'NODE_OPTIONS',
         )?.value;
-      expect(nodeOptions(docs, '-gateway')).toBe('--max-old-space-size=128 --max-semi-space-size=16');
-      expect(nodeOptions(docs, '-operator')).toBe('--max-old-space-size=128 --max-semi-space-size=16');
+      expect(nodeOptions(docs, '-gateway')).toBe('--max-old-space-size=128 --max-semi-space-size=16 --v8-pool-size=1');
+      expect(nodeOptions(docs, '-operator')).toBe('--max-old-space-size=128 --max-semi-space-size=16 --v8-pool-size=1');
       const big = render({
-        values: [KEYS, { gateway: { resources: { limits: { cpu: '2', memory: '2Gi' } } } }],
+        values: [KEYS, { gateway: { resources: { limits: { cpu: '4', memory: '2Gi' } } } }],
       });
-      expect(nodeOptions(big, '-gateway')).toBe('--max-old-space-size=1024 --max-semi-space-size=16');
+      expect(nodeOptions(big, '-gateway')).toBe('--max-old-space-size=1024 --max-semi-space-size=16 --v8-pool-size=3');
       const small = render({
-        values: [KEYS, { operator: { resources: { limits: { cpu: '1', memory: '96Mi' } } } }],
+        values: [KEYS, { operator: { resources: { limits: { cpu: '500m', memory: '96Mi' } } } }],
       });
-      expect(nodeOptions(small, '-operator')).toBe('--max-old-space-size=48 --max-semi-space-size=6');
+      expect(nodeOptions(small, '-operator')).toBe('--max-old-space-size=48 --max-semi-space-size=6 --v8-pool-size=1');
     });
 
     it('RBAC: the gateway may get/list/watch exactly the snapshot and client-keys Secrets, and get the shards', () => {
