@@ -158,16 +158,24 @@ describe('helm chart charts/plugboard', () => {
         find(d, 'Deployment', suffix).spec.template.spec.containers[0].env.find(
           (e: { name: string }) => e.name === 'NODE_OPTIONS',
         )?.value;
-      expect(nodeOptions(docs, '-gateway')).toBe('--max-old-space-size=128 --max-semi-space-size=16 --v8-pool-size=1');
-      expect(nodeOptions(docs, '-operator')).toBe('--max-old-space-size=128 --max-semi-space-size=16 --v8-pool-size=1');
+      expect(nodeOptions(docs, '-gateway')).toBe(
+        '--max-old-space-size=128 --max-semi-space-size=16 --v8-pool-size=1',
+      );
+      expect(nodeOptions(docs, '-operator')).toBe(
+        '--max-old-space-size=128 --max-semi-space-size=16 --v8-pool-size=1',
+      );
       const big = render({
         values: [KEYS, { gateway: { resources: { limits: { cpu: '4', memory: '2Gi' } } } }],
       });
-      expect(nodeOptions(big, '-gateway')).toBe('--max-old-space-size=1024 --max-semi-space-size=16 --v8-pool-size=3');
+      expect(nodeOptions(big, '-gateway')).toBe(
+        '--max-old-space-size=1024 --max-semi-space-size=16 --v8-pool-size=3',
+      );
       const small = render({
         values: [KEYS, { operator: { resources: { limits: { cpu: '500m', memory: '96Mi' } } } }],
       });
-      expect(nodeOptions(small, '-operator')).toBe('--max-old-space-size=48 --max-semi-space-size=6 --v8-pool-size=1');
+      expect(nodeOptions(small, '-operator')).toBe(
+        '--max-old-space-size=48 --max-semi-space-size=6 --v8-pool-size=1',
+      );
     });
 
     it('RBAC: the gateway may get/list/watch exactly the snapshot and client-keys Secrets, and get the shards', () => {
