@@ -126,6 +126,8 @@ async function main(): Promise<void> {
         snap,
         '--listen',
         `127.0.0.1:${gwPort}`,
+        // experiments only, e.g. BENCH_GATEWAY_ARGS='--log-level warn'; the figures quoted use none
+        ...(process.env.BENCH_GATEWAY_ARGS?.split(' ').filter(Boolean) ?? []),
       ],
       {
         cwd: ROOT,

@@ -162,7 +162,7 @@ describe('helm chart charts/plugboard', () => {
         '--max-old-space-size=128 --max-semi-space-size=16 --v8-pool-size=1',
       );
       expect(nodeOptions(docs, '-operator')).toBe(
-        '--max-old-space-size=128 --max-semi-space-size=16 --v8-pool-size=1',
+        '--max-old-space-size=128 --max-semi-space-size=4 --v8-pool-size=1',
       );
       const big = render({
         values: [KEYS, { gateway: { resources: { limits: { cpu: '4', memory: '2Gi' } } } }],
@@ -174,7 +174,7 @@ describe('helm chart charts/plugboard', () => {
         values: [KEYS, { operator: { resources: { limits: { cpu: '500m', memory: '96Mi' } } } }],
       });
       expect(nodeOptions(small, '-operator')).toBe(
-        '--max-old-space-size=48 --max-semi-space-size=6 --v8-pool-size=1',
+        '--max-old-space-size=48 --max-semi-space-size=2 --v8-pool-size=1',
       );
     });
 

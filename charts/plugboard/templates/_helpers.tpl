@@ -124,25 +124,26 @@ seccompProfile:
 {{- end -}}
 
 {{/*
-NODE_OPTIONS from a container's limits. Memory (Mi or Gi): V8's old generation gets half of it and each young
-semi-space 1/16 (2–16 MiB). Left to itself V8 sizes its heap from the node's memory, lets a busy proxy's garbage
+NODE_OPTIONS from a container's limits: (dict "resources" R "semiSpaceDivisor" D). Memory (Mi or Gi): V8's old
+generation gets half of it and each young semi-space 1/D of it (2–16 MiB; the gateway allocates fast and takes a
+larger share than the operator). Left to itself V8 sizes its heap from the node's memory, lets a busy proxy's garbage
 pile up to hundreds of MiB between collections, and meets the OOM killer before its own limit. The other half
 holds code, the young generation and off-heap buffers (sockets, TLS, zlib, the decoded snapshot's strings).
 CPU: V8's background threads (concurrent and parallel GC) get the cores beyond the one JavaScript runs on, at
 least one; Node's default of four competes with the main thread for a small CPU quota.
 */}}
 {{- define "plugboard.nodeOptions" -}}
-{{- $mem := toString (dig "limits" "memory" "512Mi" .) -}}
+{{- $mem := toString (dig "limits" "memory" "512Mi" .resources) -}}
 {{- $mib := 512 -}}
 {{- if hasSuffix "Gi" $mem -}}{{- $mib = mul (trimSuffix "Gi" $mem | int) 1024 -}}
 {{- else if hasSuffix "Mi" $mem -}}{{- $mib = trimSuffix "Mi" $mem | int -}}
 {{- end -}}
-{{- $cpu := toString (dig "limits" "cpu" "1" .) -}}
+{{- $cpu := toString (dig "limits" "cpu" "1" .resources) -}}
 {{- $cores := 1 -}}
 {{- if hasSuffix "m" $cpu -}}{{- $cores = div (trimSuffix "m" $cpu | int) 1000 -}}
 {{- else -}}{{- $cores = $cpu | float64 | floor | int -}}
 {{- end -}}
---max-old-space-size={{ div $mib 2 }} --max-semi-space-size={{ max 2 (min 16 (div $mib 16)) }} --v8-pool-size={{ max 1 (sub $cores 1) }}
+--max-old-space-size={{ div $mib 2 }} --max-semi-space-size={{ max 2 (min 16 (div $mib .semiSpaceDivisor)) }} --v8-pool-size={{ max 1 (sub $cores 1) }}
 {{- end -}}
 
 {{/* The upstream address policy flags, shared by the operator and the gateway. */}}
