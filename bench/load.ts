@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { parseDurationMs } from '../src/gateway/errors.ts';
-import { freePort, rssMiB, waitLine } from './support.ts';
+import { chartNodeOptions, freePort, rssMiB, waitLine } from './support.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const NODE = process.execPath;
@@ -36,8 +36,16 @@ const { values } = parseArgs({
   },
 });
 
-function start(args: string[], stdout: 'pipe' | 'ignore' = 'pipe'): ChildProcess {
-  const child = spawn(NODE, args, { cwd: ROOT, stdio: ['ignore', stdout, 'inherit'] });
+function start(
+  args: string[],
+  stdout: 'pipe' | 'ignore' = 'pipe',
+  env: Record<string, string> = {},
+): ChildProcess {
+  const child = spawn(NODE, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', stdout, 'inherit'],
+  });
   children.push(child);
   return child;
 }
@@ -155,10 +163,12 @@ async function main(): Promise<void> {
     const b = connection('b', urlB);
     writeSnapshot(snap, generation, [a]);
     const port = await freePort();
-    // production settings: JSON access logs at info (discarded), default limits and drain timeout
+    // production settings: JSON access logs at info (discarded), default limits and drain timeout, the heap
+    // sizing the chart's defaults give
     const gw = start(
       ['bin/plugboard.js', 'gateway', '--config-file', snap, '--listen', `127.0.0.1:${port}`],
       'ignore',
+      { NODE_OPTIONS: chartNodeOptions('gateway') },
     );
     const gwUrl = `http://127.0.0.1:${port}`;
     const until = Date.now() + 20_000;
