@@ -153,7 +153,7 @@ describe('helm chart charts/plugboard', () => {
         expect(sa.automountServiceAccountToken).toBe(false);
     });
 
-    it('sizes the V8 heap and its threads from each container's limits (half the memory for the old generation)', () => {
+    it('sizes the V8 heap and its threads from the limits of each container (half the memory for the old generation)', () => {
       const nodeOptions = (d: Manifest[], suffix: string) =>
         find(d, 'Deployment', suffix).spec.template.spec.containers[0].env.find(
           (e: { name: string }) => e.name === 'NODE_OPTIONS',
