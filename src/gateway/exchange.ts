@@ -55,15 +55,15 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** Streams the rest of the body into `sink`; resolves at its end, rejects on an upstream error or abort. */
   pipe(sink: BodySink): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.settle = (err) => (err ? reject(err) : resolve());
       const queued = this.queue ?? [];
       this.queue = undefined;
       let ok = true;
       for (const chunk of queued) ok = sink(chunk) && ok;
+      if (this.failure) return reject(this.failure);
+      if (this.ended) return resolve();
       this.sink = sink;
-      if (this.failure) reject(this.failure);
-      else if (this.ended) resolve();
-      else if (!ok) this.controller?.pause();
+      this.settle = (err) => (err ? reject(err) : resolve());
+      if (!ok) this.controller?.pause();
     });
   }
 
@@ -122,7 +122,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     this.ended = true;
-    this.settle?.();
+    const settle = this.settle;
+    // Without a sink yet, the queued body waits for pipe(), which drops it once delivered.
+    if (settle) this.release();
+    settle?.();
   }
 
   onResponseError(_controller: Controller, err: Error): void {
@@ -133,6 +136,21 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.failure || this.ended) return;
     this.failure = err;
     if (!this.started) this.rejectHead(err);
-    this.settle?.(err);
+    const settle = this.settle;
+    this.release();
+    this.queue = undefined;
+    settle?.(err);
+  }
+
+  /**
+   * undici may hold a finished request's handler for a while; dropping the sink (which reaches the client's
+   * request and response) lets them die young instead of being promoted with it.
+   */
+  private release(): void {
+    this.sink = undefined;
+    this.settle = undefined;
+    this.controller = undefined;
+    this.resolveHead = NOOP;
+    this.rejectHead = NOOP;
   }
 }
