@@ -59,8 +59,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
       this.queue = undefined;
       let ok = true;
       for (const chunk of queued) ok = sink(chunk) && ok;
-      if (this.failure) return reject(this.failure);
-      if (this.ended) return resolve();
+      if (this.failure || this.ended) {
+        this.release();
+        return this.failure ? reject(this.failure) : resolve();
+      }
       this.sink = sink;
       this.settle = (err) => (err ? reject(err) : resolve());
       if (!ok) this.controller?.pause();
