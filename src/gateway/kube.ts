@@ -9,6 +9,7 @@ import {
   readShardAnnotations,
   type ShardLayout,
   SnapshotShardError,
+  shardChunk,
   shardSecretName,
 } from '../snapshot/shards.ts';
 import { type ClientKeySet, type ClientKeysSource, parseClientKeys } from './client-keys.ts';
@@ -204,9 +205,7 @@ export class KubernetesSnapshotSource extends BaseSnapshotSource {
       if (KubeError.is(err, 404)) throw new SnapshotShardError(`shard Secret ${name} does not exist`);
       throw err;
     }
-    const data = s.data?.[SNAPSHOT_DATA_KEY];
-    if (!data) throw new SnapshotShardError(`shard Secret ${name} has no ${SNAPSHOT_DATA_KEY}`);
-    return Buffer.from(data, 'base64');
+    return shardChunk(s, name);
   }
 }
 

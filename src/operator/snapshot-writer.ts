@@ -16,6 +16,7 @@ import {
   SNAPSHOT_MAX_BYTES,
   type Snapshot,
   type SnapshotConnection,
+  shardChunk,
   shardedCapacity,
   shardSecretName,
   snapshotSha256,
@@ -121,10 +122,7 @@ export class SnapshotWriter {
 
   private async readShard(index: number): Promise<Buffer> {
     const name = shardSecretName(this.o.name, index);
-    const s = await this.o.client.get<SecretObject>(this.path(name));
-    const data = s.data?.[SNAPSHOT_DATA_KEY];
-    if (!data) throw new Error(`snapshot shard Secret ${name} has no ${SNAPSHOT_DATA_KEY}`);
-    return Buffer.from(data, 'base64');
+    return shardChunk(await this.o.client.get<SecretObject>(this.path(name)), name);
   }
 
   keys(): string[] {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { SNAPSHOT_MAX_BYTES } from './codec.ts';
+import { SNAPSHOT_DATA_KEY, SNAPSHOT_MAX_BYTES } from './codec.ts';
 
 /**
  * A snapshot too big for one Secret is split, as gzip bytes, over the root Secret (chunk 0, under the usual data
@@ -21,6 +21,13 @@ export class SnapshotShardError extends Error {}
 
 export function shardSecretName(root: string, index: number): string {
   return `${root}-${index}`;
+}
+
+/** The chunk a shard Secret holds: its data key, base64-decoded (the operator and the gateway read shards alike). */
+export function shardChunk(secret: { data?: Record<string, string> }, name: string): Buffer {
+  const data = secret.data?.[SNAPSHOT_DATA_KEY];
+  if (!data) throw new SnapshotShardError(`shard Secret ${name} has no ${SNAPSHOT_DATA_KEY}`);
+  return Buffer.from(data, 'base64');
 }
 
 /** Bytes a snapshot may have when split into chunks of `chunkBytes`: the root plus MAX_SHARDS shards. */
