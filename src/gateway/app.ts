@@ -11,22 +11,15 @@ import Fastify, {
 import type { DestinationStream } from 'pino';
 import { publicConnections } from '../snapshot/public-view.ts';
 import type { Snapshot } from '../snapshot/schema.ts';
-import { allows, type ClientKey, type ClientKeysSource } from './client-keys.ts';
+import { allows, authenticateClient, type ClientKey, type ClientKeysSource } from './client-keys.ts';
 import { errors, GatewayError } from './errors.ts';
 import { hotPath, requestIdOf } from './hot-path.ts';
-import { type JsonEndpointDeps, serveJson } from './json-endpoint.ts';
+import { candidatesFor, type JsonEndpointDeps, serveJson } from './json-endpoint.ts';
 import { GatewayMetrics } from './metrics.ts';
 import { boundaryOf, MultipartError, readMultipartHead, rewriteModel } from './multipart.ts';
 import { openApiDocument } from './openapi.ts';
 import { type ActiveRequest, proxy, type RequestContext } from './proxy.ts';
-import {
-  Balancer,
-  type Candidate,
-  compileRoutes,
-  connectionKey,
-  type HealthOptions,
-  type RouteTable,
-} from './routing.ts';
+import { Balancer, compileRoutes, connectionKey, type HealthOptions, type RouteTable } from './routing.ts';
 import type { SnapshotSource } from './snapshot-source.ts';
 import { JSON_ENDPOINTS, MULTIPART_ENDPOINTS, Pools } from './upstream.ts';
 
@@ -95,7 +88,7 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
   const deps: JsonEndpointDeps = { balancer, pools, metrics, active, table: () => table };
   // Set once the server is built: the hot path needs fastify's logger, fastify needs the server.
   let hot: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
-  let closing = false;
+  let closed = false;
 
   const app = Fastify({
     logger:
@@ -149,7 +142,7 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
     clientKeys: opts.clientKeys,
     maxJsonBody,
     log: app.log,
-    closing: () => closing,
+    closing: () => closed,
   });
 
   // --- snapshot → routing table ---
@@ -217,11 +210,11 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
     if (!opts.clientKeys) return done();
     const url = request.url;
     if (!url.startsWith('/v1/') && url !== '/v1' && !url.startsWith('/api/')) return done();
-    const keys = opts.clientKeys.current();
-    if (!keys) return done(errors.unavailable('Client API keys are not loaded yet.'));
-    const key = keys.authenticate(request.headers.authorization);
-    if (!key) return done(errors.unauthenticated());
-    request.clientKey = key;
+    try {
+      request.clientKey = authenticateClient(opts.clientKeys, request.headers.authorization);
+    } catch (err) {
+      return done(err as GatewayError);
+    }
     done();
   });
 
@@ -299,16 +292,6 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
   app.get('/api/connections', async () => publicConnections(requireTable().snapshot));
 
   // --- proxied endpoints ---
-  const candidatesFor = (
-    request: FastifyRequest,
-    model: string,
-  ): { t: RouteTable; candidates: Candidate[] } => {
-    const t = requireTable();
-    const candidates = allows(request.clientKey, model) ? t.routes.get(model) : undefined;
-    if (!candidates) throw errors.modelNotFound(model);
-    return { t, candidates };
-  };
-
   const contextOf = (request: FastifyRequest, reply: FastifyReply): RequestContext => {
     reply.hijack();
     return {
@@ -357,7 +340,7 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
         }
         throw err;
       }
-      const { candidates } = candidatesFor(request, head.model);
+      const candidates = candidatesFor(table, request.clientKey, head.model);
       const raw = request.raw;
       const declaredLength = Number.isFinite(declared) && declared > 0 ? declared : undefined;
       // The rest of the body is read once, so only the first candidate can be tried unless it was all read.
@@ -407,11 +390,9 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
 
   // --- lifecycle ---
   let metricsServer: Server | undefined;
-  let closed = false;
   const close = async () => {
     if (closed) return;
     closed = true;
-    closing = true;
     unsubscribe();
     await app.close();
     await new Promise<void>((r) => (metricsServer ? metricsServer.close(() => r()) : r()));

@@ -3,6 +3,7 @@ import { type FSWatcher, watch as fsWatch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { z } from 'zod';
+import { errors } from './errors.ts';
 import { parseJsonOrYaml as parseYaml } from './parse-config.ts';
 
 /**
@@ -72,6 +73,18 @@ export class ClientKeySet {
     for (const k of this.keys) if (timingSafeEqual(k.digest, digest) && !found) found = k;
     return found;
   }
+}
+
+/**
+ * The key an `Authorization` header names, where keys are required: 503 while none are loaded, 401 for a missing
+ * or unknown key. Fastify's hook and the hot path both authenticate through it.
+ */
+export function authenticateClient(source: ClientKeysSource, authorization: string | undefined): ClientKey {
+  const keys = source.current();
+  if (!keys) throw errors.unavailable('Client API keys are not loaded yet.');
+  const key = keys.authenticate(authorization);
+  if (!key) throw errors.unauthenticated();
+  return key;
 }
 
 export function allows(key: ClientKey | undefined, model: string): boolean {

@@ -1,4 +1,4 @@
-import { allows } from './client-keys.ts';
+import { allows, type ClientKey } from './client-keys.ts';
 import { errors, GatewayError } from './errors.ts';
 import { type ProxyCall, type ProxyDeps, proxy, type RequestContext, writeError } from './proxy.ts';
 import type { Candidate, RouteTable } from './routing.ts';
@@ -49,6 +49,18 @@ export function respondWithError(ctx: RequestContext, err: GatewayError): void {
   );
 }
 
+/** The connections that may serve `model` to this client: 503 without a snapshot, 404 for a model it may not use. */
+export function candidatesFor(
+  table: RouteTable | undefined,
+  clientKey: ClientKey | undefined,
+  model: string,
+): Candidate[] {
+  if (!table) throw errors.unavailable('The gateway has no routing snapshot yet.');
+  const candidates = allows(clientKey, model) ? table.routes.get(model) : undefined;
+  if (!candidates) throw errors.modelNotFound(model);
+  return candidates;
+}
+
 function prepare(
   table: RouteTable | undefined,
   ctx: RequestContext,
@@ -67,9 +79,7 @@ function prepare(
   const body = parsed as Record<string, unknown>;
   const model = body.model;
   if (typeof model !== 'string' || model === '') throw errors.missingModel();
-  if (!table) throw errors.unavailable('The gateway has no routing snapshot yet.');
-  const candidates = allows(ctx.clientKey, model) ? table.routes.get(model) : undefined;
-  if (!candidates) throw errors.modelNotFound(model);
+  const candidates = candidatesFor(table, ctx.clientKey, model);
   const stream = body.stream === true;
   const so = body.stream_options as Record<string, unknown> | undefined | null;
   const clientWantsUsage = !!so && typeof so === 'object' && so.include_usage === true;

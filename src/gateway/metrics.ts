@@ -1,11 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
-/**
- * The gateway's Prometheus metrics, on a registry of its own (several gateways can live in one process, e.g. in
- * tests). Label values come from the snapshot (connection `ns/name`, exposed model IDs) or a fixed set, never
- * from free client input, so cardinality is bounded by configuration. The mapping to OpenTelemetry GenAI
- * semantic conventions is documented in docs/gateway.md.
- */
 /** What one request adds to the per-route series, recorded by GatewayMetrics.record(). */
 export interface RequestRecord {
   connection: string;
@@ -26,6 +20,12 @@ interface RouteTotals {
   duration: { observe(value: number): void };
 }
 
+/**
+ * The gateway's Prometheus metrics, on a registry of its own (several gateways can live in one process, e.g. in
+ * tests). Label values come from the snapshot (connection `ns/name`, exposed model IDs) or a fixed set, never
+ * from free client input, so cardinality is bounded by configuration. The mapping to OpenTelemetry GenAI
+ * semantic conventions is documented in docs/gateway.md.
+ */
 export class GatewayMetrics {
   readonly registry = new Registry();
   readonly requests: Counter<'connection' | 'model' | 'endpoint' | 'status'>;
