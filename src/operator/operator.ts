@@ -373,6 +373,9 @@ export class Operator {
       name,
       uid: obj.metadata.uid,
     };
+    // Routing first: the snapshot entry is queued before Ready shows in status, and a failed status write does not
+    // hold back routing.
+    this.writer.set(`${namespace}/${name}`, plan.snapshot);
     if (plan.statusChanged) {
       const removed = Object.fromEntries(
         Object.keys(obj.status ?? {})
@@ -413,7 +416,6 @@ export class Operator {
         this.metrics.statusWrites.inc({ kind: 'ModelAllowlist' });
       }
     }
-    this.writer.set(`${namespace}/${name}`, plan.snapshot);
     this.metrics.connectionUp.set({ namespace, name }, plan.ready.status === 'True' ? 1 : 0);
     this.metrics.modelsExposed.set({ namespace, name }, plan.status.exposedModelCount ?? 0);
     if (plan.status.discoveredModelCount !== undefined) {

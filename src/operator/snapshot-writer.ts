@@ -140,12 +140,18 @@ export class SnapshotWriter {
 
   /** Resolves once everything set so far has been written (or failed). */
   async flush(): Promise<void> {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-      await this.write();
+    // A change that arrives during a write gets a write of its own after it (a new timer): wait for that one too.
+    // After a failed write it returns; the writer retries on its own.
+    for (;;) {
+      if (this.timer) {
+        clearTimeout(this.timer);
+        this.timer = undefined;
+        await this.write();
+      } else if (this.writing) {
+        await this.writing;
+      } else return;
+      if (this.lastError || this.stopped) return;
     }
-    while (this.writing) await this.writing;
   }
 
   stop(): void {
