@@ -14,11 +14,12 @@ import type { Snapshot } from '../snapshot/schema.ts';
 import { allows, authenticateClient, type ClientKey, type ClientKeysSource } from './client-keys.ts';
 import { errors, GatewayError } from './errors.ts';
 import { hotPath, requestIdOf } from './hot-path.ts';
+import { InFlightRequests } from './in-flight.ts';
 import { candidatesFor, type JsonEndpointDeps, serveJson } from './json-endpoint.ts';
 import { GatewayMetrics } from './metrics.ts';
 import { boundaryOf, MultipartError, readMultipartHead, rewriteModel } from './multipart.ts';
 import { openApiDocument } from './openapi.ts';
-import { type ActiveRequest, proxy, type RequestContext } from './proxy.ts';
+import { proxy, type RequestContext } from './proxy.ts';
 import { Balancer, compileRoutes, connectionKey, type HealthOptions, type RouteTable } from './routing.ts';
 import type { SnapshotSource } from './snapshot-source.ts';
 import { JSON_ENDPOINTS, MULTIPART_ENDPOINTS, Pools } from './upstream.ts';
@@ -83,7 +84,7 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
   const metrics = new GatewayMetrics({ defaultMetrics: opts.defaultMetrics });
   const balancer = new Balancer(opts.health);
   const pools = new Pools({ ca: opts.upstreamCa });
-  const active = new Set<ActiveRequest>();
+  const active = new InFlightRequests();
   let table: RouteTable | undefined;
   const deps: JsonEndpointDeps = { balancer, pools, metrics, active, table: () => table };
   // Set once the server is built: the hot path needs fastify's logger, fastify needs the server.
@@ -434,7 +435,7 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
       while (active.size > 0 && Date.now() < deadline) await sleep(Math.min(50, deadline - Date.now()));
       if (active.size > 0) {
         app.log.warn({ inFlight: active.size }, 'drain deadline reached; ending the remaining requests');
-        for (const a of active) a.terminate();
+        active.terminateAll();
         const until = Date.now() + 2000;
         while (active.size > 0 && Date.now() < until) await sleep(10);
       }

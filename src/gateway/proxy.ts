@@ -7,6 +7,7 @@ import { redactKey, upstreamErrorMessage } from '../providers/upstream-errors.ts
 import type { ClientKey } from './client-keys.ts';
 import { GatewayError } from './errors.ts';
 import { Exchange } from './exchange.ts';
+import type { InFlightRequests } from './in-flight.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import type { Balancer, Candidate } from './routing.ts';
 import { SseUsageTap, sseErrorEvent, type Usage, usageFromJsonTail } from './sse.ts';
@@ -18,7 +19,7 @@ export interface ProxyDeps {
   pools: Pools;
   metrics: GatewayMetrics;
   /** Requests in progress, so drain can finish or terminate them. */
-  active: Set<ActiveRequest>;
+  active: InFlightRequests;
 }
 
 /**
@@ -36,11 +37,6 @@ export interface RequestContext {
   started: number;
   /** Told once the proxy has written the request's access line, so no second one is written. */
   logged(): void;
-}
-
-export interface ActiveRequest {
-  /** Ends the request for shutdown: an SSE error event when streaming, else a 503. */
-  terminate(): void;
 }
 
 export interface ProxyCall {
@@ -193,13 +189,12 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
     }
   };
   res.on('close', onClose);
-  const active: ActiveRequest = {
+  const inFlight = deps.active.add({
     terminate: () => {
       terminated = true;
       current?.abort(new Terminated('gateway shutting down'));
     },
-  };
-  deps.active.add(active);
+  });
   metrics.inFlightAdd(call.endpoint, 1);
 
   let chosen: Candidate | undefined;
@@ -428,7 +423,7 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
       writeError(res, requestId, new GatewayError(500, 'Internal gateway error.', { type: 'server_error' }));
   } finally {
     res.off('close', onClose);
-    deps.active.delete(active);
+    deps.active.remove(inFlight);
     metrics.inFlightAdd(call.endpoint, -1);
     const connection = chosen?.key ?? '';
     const seconds = (performance.now() - started) / 1000;

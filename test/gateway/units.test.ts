@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseClientKeys } from '../../src/gateway/client-keys.ts';
+import { type InFlightHandle, InFlightRequests } from '../../src/gateway/in-flight.ts';
 import { readMultipartHead, rewriteModel } from '../../src/gateway/multipart.ts';
 import { FileSnapshotSource } from '../../src/gateway/snapshot-source.ts';
 import { SseUsageTap, usageFromJsonTail } from '../../src/gateway/sse.ts';
@@ -71,6 +72,51 @@ describe('usage of a JSON reply', () => {
     expect(usageFromJsonTail('{"usage": {"prompt_tokens": 3')).toBeUndefined();
     expect(usageFromJsonTail('{"usage": null}')).toBeUndefined();
     expect(usageFromJsonTail('{"choices":[]}')).toBeUndefined();
+  });
+});
+
+describe('in-flight requests (what drain waits for and ends)', () => {
+  it('tracks any order of starts and ends, and terminates exactly the unfinished ones', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.boolean(), fc.nat()), { maxLength: 60 }), (steps) => {
+        const list = new InFlightRequests();
+        const live = new Map<number, InFlightHandle>();
+        const terminated: number[] = [];
+        let next = 0;
+        for (const [start, pick] of steps) {
+          if (start || live.size === 0) {
+            const id = next++;
+            live.set(id, list.add({ terminate: () => terminated.push(id) }));
+          } else {
+            const id = [...live.keys()][pick % live.size] as number;
+            list.remove(live.get(id) as InFlightHandle);
+            list.remove(live.get(id) as InFlightHandle); // a second end changes nothing
+            live.delete(id);
+          }
+          expect(list.size).toBe(live.size);
+        }
+        list.terminateAll();
+        expect(terminated.sort((a, b) => a - b)).toEqual([...live.keys()].sort((a, b) => a - b));
+      }),
+    );
+  });
+
+  it('lets a request end itself while all are being terminated', () => {
+    const list = new InFlightRequests();
+    const handles: InFlightHandle[] = [];
+    let calls = 0;
+    for (let i = 0; i < 3; i++)
+      handles.push(
+        list.add({
+          terminate: () => {
+            calls++;
+            for (const h of handles) list.remove(h);
+          },
+        }),
+      );
+    list.terminateAll();
+    expect(calls).toBe(1);
+    expect(list.size).toBe(0);
   });
 });
 
