@@ -191,10 +191,13 @@ async function main(): Promise<void> {
 
     const rounds = new Map<string, LoadResult[]>();
     let gwPeakRss = 0;
+    // The gateway's mark-compacts per cell: objects that outlive a request get promoted and collected by them.
+    const gwGc = new Map<string, { gcs: number; requests: number }>();
     for (const mode of ['json', 'stream'] as const) {
       for (const concurrency of [1, 32]) {
         for (let round = 0; round < ROUNDS; round++) {
           for (const t of targets) {
+            const gc0 = t.name === 'plugboard' ? await majorGcs(gwUrl) : 0;
             const r = await load(
               {
                 url: t.url,
@@ -208,7 +211,13 @@ async function main(): Promise<void> {
               t.name === 'plugboard' ? gw.pid : undefined,
               t.pid,
             );
-            if (t.name === 'plugboard') gwPeakRss = Math.max(gwPeakRss, r.peakRss);
+            if (t.name === 'plugboard') {
+              gwPeakRss = Math.max(gwPeakRss, r.peakRss);
+              const g = gwGc.get(`${mode}|${concurrency}`) ?? { gcs: 0, requests: 0 };
+              g.gcs += (await majorGcs(gwUrl)) - gc0;
+              g.requests += r.n + (r.warmupN ?? 0) + r.errors;
+              gwGc.set(`${mode}|${concurrency}`, g);
+            }
             const key = `${t.name}|${mode}|${concurrency}`;
             rounds.set(key, [...(rounds.get(key) ?? []), r]);
             process.stderr.write('.');
@@ -321,6 +330,11 @@ async function main(): Promise<void> {
       );
     }
     console.log(
+      `plugboard major GCs per 10,000 requests: ${[...gwGc]
+        .map(([k, g]) => `${k.replace('|', ' c=')} ${f((g.gcs * 10_000) / Math.max(1, g.requests), 1)}`)
+        .join(', ')}`,
+    );
+    console.log(
       `plugboard RSS: idle ${f(gwIdleRss, 0)} MiB, peak under load ${f(gwPeakRss, 0)} MiB ` +
         `(NODE_OPTIONS="${gwNodeOptions}", as the chart's defaults set it)`,
     );
@@ -344,6 +358,13 @@ async function main(): Promise<void> {
     for (const c of children) c.kill('SIGKILL');
     rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/** The gateway's count of major (mark-compact) GCs so far, from its Prometheus metrics. */
+async function majorGcs(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const m = /^nodejs_gc_duration_seconds_count\{kind="major"\} (\d+)/m.exec(text);
+  return Number(m?.[1] ?? 0);
 }
 
 function cpuModel(): string {
