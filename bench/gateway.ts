@@ -17,7 +17,7 @@ const NODE = process.execPath;
 const CELL_MS = Number(process.env.BENCH_CELL_MS ?? 2000);
 // Each cell runs this many times, the targets taking turns, and the medians are reported: on a shared VM the
 // speed drifts between cells, and ratios taken within one round are what compare fairly.
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const WARMUP_MS = 700;
 const children: ChildProcess[] = [];
 
@@ -247,11 +247,12 @@ async function main(): Promise<void> {
       return median(ra.map((r, i) => r[q] - (rd[i]?.[q] ?? Number.NaN)));
     };
     /** Median over rounds of a target's throughput over another's in the same round. */
-    const ratio = (a: string, b: string, mode: string, c: number) => {
+    const perRound = (a: string, b: string, mode: string, c: number) => {
       const ra = rounds.get(`${a}|${mode}|${c}`) ?? [];
       const rb = rounds.get(`${b}|${mode}|${c}`) ?? [];
-      return median(ra.map((r, i) => r.rps / (rb[i]?.rps ?? Number.NaN)));
+      return ra.map((r, i) => r.rps / (rb[i]?.rps ?? Number.NaN));
     };
+    const ratio = (a: string, b: string, mode: string, c: number) => median(perRound(a, b, mode, c));
     process.stderr.write('\n');
 
     // 1,000 concurrent open streams through the gateway (each ~1 s long)
@@ -323,6 +324,9 @@ async function main(): Promise<void> {
       const fl2 = results.get(`floor (undici)|${mode}|32`);
       console.log(
         `${mode}, concurrency 32: plugboard = ${f(ratio('plugboard', 'floor (undici)', mode, 32) * 100, 0)}% of the floor's throughput` +
+          ` (rounds: ${perRound('plugboard', 'floor (undici)', mode, 32)
+            .map((x) => `${f(x * 100, 0)}%`)
+            .join(', ')})` +
           ` (CPU per request ${f((pb?.cpuUs ?? Number.NaN) / (fl2?.cpuUs ?? Number.NaN), 2)}x the floor's)` +
           (pk && pk.rps > 0
             ? `; plugboard/portkey = ${f(ratio('plugboard', 'portkey', mode, 32), 1)}x; floor/portkey = ${f(ratio('floor (undici)', 'portkey', mode, 32), 1)}x`
