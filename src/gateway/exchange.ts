@@ -28,7 +28,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** Chunks that arrived before a sink was attached (often the whole body comes with the headers). */
   private queue: Buffer[] | undefined = [];
   private sink: BodySink | undefined;
-  private settle: ((err?: Error) => void) | undefined;
+  private resolvePipe: (() => void) | undefined;
+  private rejectPipe: ((err: Error) => void) | undefined;
 
   constructor(dispatcher: Dispatcher, opts: Dispatcher.DispatchOptions) {
     this.head = new Promise<void>((resolve, reject) => {
@@ -54,19 +55,23 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   /** Streams the rest of the body into `sink`; resolves at its end, rejects on an upstream error or abort. */
   pipe(sink: BodySink): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const queued = this.queue ?? [];
-      this.queue = undefined;
-      let ok = true;
-      for (const chunk of queued) ok = sink(chunk) && ok;
-      if (this.failure || this.ended) {
-        this.release();
-        return this.failure ? reject(this.failure) : resolve();
-      }
-      this.sink = sink;
-      this.settle = (err) => (err ? reject(err) : resolve());
-      if (!ok) this.controller?.pause();
-    });
+    const queued = this.queue ?? [];
+    this.queue = undefined;
+    let ok = true;
+    for (const chunk of queued) ok = sink(chunk) && ok;
+    if (this.failure || this.ended) {
+      this.release();
+      return this.failure ? Promise.reject(this.failure) : Promise.resolve();
+    }
+    // No closure made here may capture `sink`. One did (the promise executor and a settle function), and although
+    // release() dropped it, V8 kept it, and with it the client's request and response, alive through minor GCs:
+    // on SSE 1.5 MB per scavenge was promoted, a tenth of all allocation. Without it, about 10 KB.
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.sink = sink;
+    this.resolvePipe = resolve;
+    this.rejectPipe = reject;
+    if (!ok) this.controller?.pause();
+    return promise;
   }
 
   resume(): void {
@@ -124,10 +129,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     this.ended = true;
-    const settle = this.settle;
+    const resolve = this.resolvePipe;
     // Without a sink yet, the queued body waits for pipe(), which drops it once delivered.
-    if (settle) this.release();
-    settle?.();
+    if (resolve) {
+      this.release();
+      resolve();
+    }
   }
 
   onResponseError(_controller: Controller, err: Error): void {
@@ -138,10 +145,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.failure || this.ended) return;
     this.failure = err;
     if (!this.started) this.rejectHead(err);
-    const settle = this.settle;
+    const reject = this.rejectPipe;
     this.release();
     this.queue = undefined;
-    settle?.(err);
+    reject?.(err);
   }
 
   /**
@@ -150,7 +157,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
    */
   private release(): void {
     this.sink = undefined;
-    this.settle = undefined;
+    this.resolvePipe = undefined;
+    this.rejectPipe = undefined;
     this.controller = undefined;
     this.resolveHead = NOOP;
     this.rejectHead = NOOP;
