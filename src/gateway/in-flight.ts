@@ -17,11 +17,11 @@ interface Entry {
  * The requests in progress, so drain can wait for them or end them: an intrusive doubly linked list.
  *
  * Not a Set, on purpose. A Set that adds and deletes on every request rehashes its table every few dozen requests,
- * and V8 links each retired table to its successor (for live iterators) without clearing the retired one's keys.
- * Once one retired table sits in the old generation, it keeps every later table, and every request those tables
- * held, alive through minor GCs until the next full GC: at concurrency 32 almost all of a request's objects were
- * promoted (about 2 MB per scavenge, a mark-compact every half second), which cost more CPU than the proxying.
- * A removed entry here points at nothing, so a dead entry in the old generation retains nothing either.
+ * and V8 links each retired table to its successor (for live iterators). With a Set, requests that had ended stayed
+ * alive through minor GCs until the next full GC, as if retired tables in the old generation held them: at
+ * concurrency 32 almost all of a request's objects were promoted (about 2 MB per scavenge, a mark-compact every
+ * half second) and the gateway used 1.6-1.8x the floor proxy's CPU per request (bench/README.md). A removed entry
+ * here points at nothing, so a dead entry in the old generation retains nothing either.
  */
 export class InFlightRequests {
   private head: Entry | undefined;
