@@ -15,7 +15,7 @@ import { allows, authenticateClient, type ClientKey, type ClientKeysSource } fro
 import { errors, GatewayError } from './errors.ts';
 import { hotPath, requestIdOf } from './hot-path.ts';
 import { InFlightRequests } from './in-flight.ts';
-import { candidatesFor, type JsonEndpointDeps, serveJson } from './json-endpoint.ts';
+import { candidatesFor, type JsonEndpointDeps, requireTable, serveJson } from './json-endpoint.ts';
 import { GatewayMetrics } from './metrics.ts';
 import { boundaryOf, MultipartError, readMultipartHead, rewriteModel } from './multipart.ts';
 import { openApiDocument } from './openapi.ts';
@@ -272,25 +272,21 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
   );
 
   // --- models ---
-  const requireTable = (): RouteTable => {
-    if (!table) throw errors.unavailable('The gateway has no routing snapshot yet.');
-    return table;
-  };
   app.get('/v1/models', async (request, reply) => {
-    const t = requireTable();
+    const t = requireTable(table);
     reply.header('content-type', 'application/json; charset=utf-8');
     const key = request.clientKey;
     if (!key?.models) return t.modelsJson;
     return JSON.stringify({ object: 'list', data: t.models.filter((m) => allows(key, m.id)) });
   });
   app.get('/v1/models/*', async (request) => {
-    const t = requireTable();
+    const t = requireTable(table);
     const id = (request.params as { '*': string })['*'];
     const entry = allows(request.clientKey, id) ? t.models.find((m) => m.id === id) : undefined;
     if (!entry) throw errors.modelNotFound(id);
     return entry;
   });
-  app.get('/api/connections', async () => publicConnections(requireTable().snapshot));
+  app.get('/api/connections', async () => publicConnections(requireTable(table).snapshot));
 
   // --- proxied endpoints ---
   const contextOf = (request: FastifyRequest, reply: FastifyReply): RequestContext => {

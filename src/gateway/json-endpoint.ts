@@ -49,14 +49,20 @@ export function respondWithError(ctx: RequestContext, err: GatewayError): void {
   );
 }
 
+/** The routing table, or 503 while no snapshot is loaded. */
+export function requireTable(table: RouteTable | undefined): RouteTable {
+  if (!table) throw errors.unavailable('The gateway has no routing snapshot yet.');
+  return table;
+}
+
 /** The connections that may serve `model` to this client: 503 without a snapshot, 404 for a model it may not use. */
 export function candidatesFor(
   table: RouteTable | undefined,
   clientKey: ClientKey | undefined,
   model: string,
 ): Candidate[] {
-  if (!table) throw errors.unavailable('The gateway has no routing snapshot yet.');
-  const candidates = allows(clientKey, model) ? table.routes.get(model) : undefined;
+  const routes = requireTable(table).routes;
+  const candidates = allows(clientKey, model) ? routes.get(model) : undefined;
   if (!candidates) throw errors.modelNotFound(model);
   return candidates;
 }
