@@ -246,12 +246,13 @@ async function main(): Promise<void> {
       const rd = rounds.get(`direct|${mode}|${c}`) ?? [];
       return median(ra.map((r, i) => r[q] - (rd[i]?.[q] ?? Number.NaN)));
     };
-    /** Median over rounds of a target's throughput over another's in the same round. */
+    /** A target's throughput over another's, round by round. */
     const perRound = (a: string, b: string, mode: string, c: number) => {
       const ra = rounds.get(`${a}|${mode}|${c}`) ?? [];
       const rb = rounds.get(`${b}|${mode}|${c}`) ?? [];
       return ra.map((r, i) => r.rps / (rb[i]?.rps ?? Number.NaN));
     };
+    /** The median of those ratios. */
     const ratio = (a: string, b: string, mode: string, c: number) => median(perRound(a, b, mode, c));
     process.stderr.write('\n');
 
