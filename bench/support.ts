@@ -3,7 +3,7 @@ import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { find, KEYS, render } from '../test/deploy/helm.ts';
+import { KEYS, nodeOptionsOf, render } from '../test/deploy/helm.ts';
 
 export { freePort } from '../test/support/control-plane.ts';
 
@@ -13,10 +13,7 @@ export { freePort } from '../test/support/control-plane.ts';
  * builds (npm run test:setup).
  */
 export function chartNodeOptions(component: 'gateway' | 'operator'): string {
-  const deployment = find(render({ values: KEYS }), 'Deployment', `-${component}`);
-  // biome-ignore lint/suspicious/noExplicitAny: a rendered manifest
-  const env = deployment.spec.template.spec.containers[0].env as any[];
-  const v = env.find((e) => e.name === 'NODE_OPTIONS')?.value;
+  const v = nodeOptionsOf(render({ values: KEYS }), `-${component}`);
   if (typeof v !== 'string') throw new Error(`the chart sets no NODE_OPTIONS for the ${component}`);
   return v;
 }

@@ -6,7 +6,7 @@ import { parseResource } from '../../src/api/validate.ts';
 import { GatewayMetrics } from '../../src/gateway/metrics.ts';
 import { OperatorMetrics } from '../../src/operator/metrics.ts';
 import { MAX_SHARDS, shardedCapacity, shardSecretName } from '../../src/snapshot/shards.ts';
-import { CHART, find, helm, KEYS, type Manifest, ROOT, render, renderError } from './helm.ts';
+import { CHART, find, helm, KEYS, type Manifest, nodeOptionsOf, ROOT, render, renderError } from './helm.ts';
 
 const podSpecs = (docs: Manifest[]) =>
   docs.filter((d) => d.kind === 'Deployment').map((d) => [d.metadata.name, d.spec.template.spec] as const);
@@ -154,26 +154,22 @@ describe('helm chart charts/plugboard', () => {
     });
 
     it('sizes the V8 heap and its threads from the limits of each container (half the memory for the old generation)', () => {
-      const nodeOptions = (d: Manifest[], suffix: string) =>
-        find(d, 'Deployment', suffix).spec.template.spec.containers[0].env.find(
-          (e: { name: string }) => e.name === 'NODE_OPTIONS',
-        )?.value;
-      expect(nodeOptions(docs, '-gateway')).toBe(
+      expect(nodeOptionsOf(docs, '-gateway')).toBe(
         '--max-old-space-size=128 --max-semi-space-size=16 --v8-pool-size=1',
       );
-      expect(nodeOptions(docs, '-operator')).toBe(
+      expect(nodeOptionsOf(docs, '-operator')).toBe(
         '--max-old-space-size=128 --max-semi-space-size=4 --v8-pool-size=1',
       );
       const big = render({
         values: [KEYS, { gateway: { resources: { limits: { cpu: '4', memory: '2Gi' } } } }],
       });
-      expect(nodeOptions(big, '-gateway')).toBe(
+      expect(nodeOptionsOf(big, '-gateway')).toBe(
         '--max-old-space-size=1024 --max-semi-space-size=16 --v8-pool-size=3',
       );
       const small = render({
         values: [KEYS, { operator: { resources: { limits: { cpu: '500m', memory: '96Mi' } } } }],
       });
-      expect(nodeOptions(small, '-operator')).toBe(
+      expect(nodeOptionsOf(small, '-operator')).toBe(
         '--max-old-space-size=48 --max-semi-space-size=2 --v8-pool-size=1',
       );
     });

@@ -76,3 +76,9 @@ export function find(docs: Manifest[], kind: string, nameSuffix = ''): Manifest 
     throw new Error(`no ${kind} *${nameSuffix} among ${docs.map((m) => `${m.kind}/${m.metadata.name}`)}`);
   return d;
 }
+
+/** NODE_OPTIONS of the first container of the Deployment whose name ends in `nameSuffix`. */
+export function nodeOptionsOf(docs: Manifest[], nameSuffix: string): string | undefined {
+  const env = find(docs, 'Deployment', nameSuffix).spec.template.spec.containers[0].env as Manifest[];
+  return env.find((e) => e.name === 'NODE_OPTIONS')?.value;
+}
