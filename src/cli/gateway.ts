@@ -14,6 +14,7 @@ import {
   setAddressPolicy,
 } from '../net/address-policy.ts';
 import { parseListen } from './args.ts';
+import { SERVER_FLAGS, SERVER_USAGE, serverOptions } from './server-flags.ts';
 
 export const GATEWAY_USAGE = `Usage: plugboard gateway [options]
 
@@ -30,6 +31,7 @@ Serves the OpenAI-compatible API from a routing snapshot.
   --drain-timeout 30s          On SIGTERM/SIGINT, how long in-flight requests may finish
   --max-json-body 8MiB         --max-multipart-body 25MiB
   --log-level info             trace | debug | info | warn | error
+${SERVER_USAGE}
 ${ADDRESS_POLICY_USAGE}
 In cluster (KUBERNETES_SERVICE_HOST set) the service account is used, else KUBECONFIG.`;
 
@@ -49,6 +51,7 @@ export async function runGateway(args: string[]): Promise<number> {
       'max-multipart-body': { type: 'string', default: '25MiB' },
       'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', short: 'h' },
+      ...SERVER_FLAGS,
       ...ADDRESS_POLICY_FLAGS,
     },
   });
@@ -103,6 +106,7 @@ export async function runGateway(args: string[]): Promise<number> {
     maxJsonBody: parseBytes(values['max-json-body'] as string),
     maxMultipartBody: parseBytes(values['max-multipart-body'] as string),
     logger: { level: values['log-level'] as string, stream: logDestination },
+    ...serverOptions(values),
   });
   gateway.app.log.info({ addressPolicy: policy.describe() }, 'upstream address policy');
   const { host, port } = parseListen(values.listen as string);

@@ -12,6 +12,7 @@ import { verifyConnection } from '../operator/verification/verify.ts';
 import { parseListen } from './args.ts';
 import { LocalReconciler } from './local-reconciler.ts';
 import { formatError, loadManifests, type ManifestSet } from './manifests.ts';
+import { localHosts, SERVER_FLAGS, SERVER_USAGE, serverOptions } from './server-flags.ts';
 
 export const STANDALONE_USAGE = `Usage: plugboard standalone -f <file|dir> [-f ...] [options]
 
@@ -27,7 +28,9 @@ Runs the operator's verification and snapshot compilation on manifests in files,
                                (or PLUGBOARD_CLIENT_KEYS: the same list inline)
   --ui-dir D                   Serve the built UI from D at / (default: the package's dist/ui when built)
   --drain-timeout 5s           On SIGTERM/SIGINT, how long in-flight requests may finish
-  --log-level info             trace | debug | info | warn | error`;
+  --log-level info             trace | debug | info | warn | error
+${SERVER_USAGE}
+                               (standalone always serves localhost and the --listen name too)`;
 
 export interface StandaloneOptions {
   paths: string[];
@@ -41,6 +44,8 @@ export interface StandaloneOptions {
   verify?: Verifier;
   /** How often files are re-read in case a change event was missed. Default 2 s. */
   pollMs?: number;
+  /** The HTTP server's limits (server-flags.ts); the allowed hosts default to localHosts(host). */
+  server?: ReturnType<typeof serverOptions>;
 }
 
 export interface Standalone {
@@ -76,6 +81,8 @@ export async function startStandalone(o: StandaloneOptions): Promise<Standalone>
     uiDir: o.uiDir,
     drainTimeoutMs: o.drainTimeoutMs ?? 5000,
     logger: { level: o.logLevel ?? 'info' },
+    allowedHosts: localHosts(o.host),
+    ...o.server,
   });
   const log = gateway.app.log.child({ component: 'standalone' });
   const metrics = connectionMetrics(gateway);
@@ -169,12 +176,10 @@ export async function startStandalone(o: StandaloneOptions): Promise<Standalone>
   const stopWatching = watchPaths(o.paths, () => void reload(), o.pollMs ?? 2000);
   let url: string;
   try {
-    await o.clientKeys?.start?.();
     url = await gateway.listen(o.host, o.port);
   } catch (err) {
     stopWatching();
     reconciler.stop();
-    await o.clientKeys?.stop?.();
     await gateway.close();
     throw err;
   }
@@ -186,7 +191,6 @@ export async function startStandalone(o: StandaloneOptions): Promise<Standalone>
     drain: async () => {
       stopWatching();
       reconciler.stop();
-      await o.clientKeys?.stop?.();
       await gateway.drain();
     },
   };
@@ -311,6 +315,7 @@ export async function runStandalone(args: string[]): Promise<number> {
       'drain-timeout': { type: 'string', default: '5s' },
       'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', short: 'h' },
+      ...SERVER_FLAGS,
     },
   });
   if (values.help) {
@@ -332,6 +337,7 @@ export async function runStandalone(args: string[]): Promise<number> {
       uiDir: values['ui-dir'] ?? defaultUiDir(),
       logLevel: values['log-level'],
       drainTimeoutMs: parseDurationMs(values['drain-timeout'] as string),
+      server: serverOptions(values, localHosts(host)),
     });
   } catch (err) {
     if (err instanceof ConfigError) {

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startMockProvider } from '../mock-provider/index.ts';
 import { parseListen } from './args.ts';
+import { localHosts, SERVER_FLAGS, SERVER_USAGE, serverOptions } from './server-flags.ts';
 import {
   ConfigError,
   clientKeysFrom,
@@ -29,7 +30,8 @@ replies) and 'plugboard standalone' on examples/local/, serving the chat, the st
   --listen HOST:PORT      Default 127.0.0.1:8080
   --mock-listen HOST:PORT The simulated provider, default 127.0.0.1:8081 (examples/local/mock.yaml points here)
   --client-keys-file F    Gateway API keys, as for 'plugboard standalone'
-  --log-level info`;
+  --log-level info
+${SERVER_USAGE}`;
 
 /** Newest modification time under a directory (the UI sources are a few dozen files). */
 function newest(dir: string): number {
@@ -83,6 +85,7 @@ export async function runStart(args: string[]): Promise<number> {
       'client-keys-file': { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', short: 'h' },
+      ...SERVER_FLAGS,
     },
   });
   if (values.help) {
@@ -112,6 +115,7 @@ export async function runStart(args: string[]): Promise<number> {
       clientKeys: clientKeysFrom(values['client-keys-file']),
       uiDir,
       logLevel: values['log-level'],
+      server: serverOptions(values, localHosts(host)),
     });
   } catch (err) {
     await mock.close();

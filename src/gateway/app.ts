@@ -1,28 +1,31 @@
 import { existsSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+  STATUS_CODES,
+} from 'node:http';
+import type { Socket } from 'node:net';
 import { resolve as resolvePath } from 'node:path';
-import { Readable } from 'node:stream';
-import Fastify, {
-  type FastifyInstance,
-  type FastifyReply,
-  type FastifyRequest,
-  LogController,
-} from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import type { DestinationStream } from 'pino';
 import { publicConnections } from '../snapshot/public-view.ts';
 import type { Snapshot } from '../snapshot/schema.ts';
-import { allows, authenticateClient, type ClientKey, type ClientKeysSource } from './client-keys.ts';
+import { BodyBudget } from './body.ts';
+import { allows, type ClientKey, type ClientKeysSource } from './client-keys.ts';
 import { errors, GatewayError } from './errors.ts';
-import { hotPath, requestIdOf } from './hot-path.ts';
+import { contextOf, frontDoor, notFound, requestIdOf } from './front-door.ts';
 import { InFlightRequests } from './in-flight.ts';
-import { candidatesFor, type JsonEndpointDeps, requireTable, serveJson } from './json-endpoint.ts';
+import { type JsonEndpointDeps, jsonHandler, requireTable } from './json-endpoint.ts';
 import { GatewayMetrics } from './metrics.ts';
-import { boundaryOf, MultipartError, readMultipartHead, rewriteModel } from './multipart.ts';
+import { multipartHandler } from './multipart-endpoint.ts';
 import { openApiDocument } from './openapi.ts';
-import { proxy, type RequestContext } from './proxy.ts';
+import { accessLine } from './request-context.ts';
+import { ROUTES, Router } from './routes.ts';
 import { Balancer, compileRoutes, connectionKey, type HealthOptions, type RouteTable } from './routing.ts';
 import type { SnapshotSource } from './snapshot-source.ts';
-import { JSON_ENDPOINTS, MULTIPART_ENDPOINTS, Pools } from './upstream.ts';
+import { Pools } from './upstream.ts';
 
 export interface GatewayLoggerOptions {
   level?: string;
@@ -38,6 +41,21 @@ export interface GatewayOptions {
   maxJsonBody?: number;
   /** Default 25 MiB. */
   maxMultipartBody?: number;
+  /** Bytes of request bodies held at once, across requests (see body.ts). Default: half the V8 heap limit. */
+  bodyBudget?: number;
+  /** Longest silence while a request body arrives (then 408). Default 30 s. */
+  bodyIdleTimeoutMs?: number;
+  /** Time to receive a request's headers (then 408; slowloris). Default 30 s. */
+  headersTimeoutMs?: number;
+  /** Time to receive a whole request, body included (then 408). Default 5 min. */
+  requestTimeoutMs?: number;
+  /** Concurrent client connections; more are closed at once. Default 4096. */
+  maxConnections?: number;
+  /**
+   * Names the `Host` header may carry (IP addresses are always accepted); others get 403 (DNS rebinding).
+   * Unset: any host (a gateway behind a Service or Ingress is reached by many names). Standalone sets it.
+   */
+  allowedHosts?: readonly string[];
   /** Built UI assets, served at / with index.html as the SPA fallback. */
   uiDir?: string;
   /** false: no logs. Default: JSON lines at info on stdout. */
@@ -65,14 +83,6 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-declare module 'fastify' {
-  interface FastifyRequest {
-    clientKey: ClientKey | undefined;
-    /** Set by the proxy, which writes the access line itself. */
-    accessLogged: boolean;
-  }
-}
-
 export { JSON_ENDPOINTS, MULTIPART_ENDPOINTS } from './upstream.ts';
 
 const KEEP_ALIVE_MS = 72_000;
@@ -85,10 +95,14 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
   const balancer = new Balancer(opts.health);
   const pools = new Pools({ ca: opts.upstreamCa });
   const active = new InFlightRequests();
+  const budget = new BodyBudget(opts.bodyBudget);
   let table: RouteTable | undefined;
   const deps: JsonEndpointDeps = { balancer, pools, metrics, active, table: () => table };
-  // Set once the server is built: the hot path needs fastify's logger, fastify needs the server.
-  let hot: ((req: IncomingMessage, res: ServerResponse) => boolean) | undefined;
+  const uiDir = opts.uiDir ? resolvePath(opts.uiDir) : undefined;
+  const ui = uiDir !== undefined && existsSync(uiDir);
+  // Set once fastify exists: the front door needs fastify's logger and handler, fastify needs the server.
+  let door: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  let appHandler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   let closed = false;
 
   const app = Fastify({
@@ -110,40 +124,54 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
             },
             ...(opts.logger?.stream ? { stream: opts.logger.stream } : {}),
           },
-    // one access line per request, written by the proxy or the onResponse hook below
+    // one access line per request, written by accessLine() (request-context.ts)
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'requestId' }),
     bodyLimit: maxJsonBody,
-    genReqId: requestIdOf,
-    // The JSON endpoints are served by the hot path before fastify sees them (see hot-path.ts).
+    genReqId: (req) => contextOf(req)?.id ?? requestIdOf(req),
+    // Every request enters through the front door (front-door.ts), which hands fastify only what it serves.
     serverFactory: (handler) => {
-      const server = createServer((req, res) => {
-        if (!hot?.(req, res)) handler(req, res);
-      });
-      // what fastify sets on a server it creates itself
+      const headersTimeout = opts.headersTimeoutMs ?? 30_000;
+      // How often node:http looks for connections past the headers and request timeouts (its default, 30 s,
+      // would let a slowloris socket live up to a minute); also ends connections that never send a byte.
+      const connectionsCheckingInterval = Math.max(250, Math.min(5000, Math.floor(headersTimeout / 2)));
+      const server = createServer({ connectionsCheckingInterval }, (req, res) => door?.(req, res));
       server.keepAliveTimeout = KEEP_ALIVE_MS;
-      server.requestTimeout = 0;
+      server.headersTimeout = headersTimeout;
+      server.requestTimeout = opts.requestTimeoutMs ?? 300_000;
+      server.maxConnections = opts.maxConnections ?? 4096;
+      server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) =>
+        answerClientError(err, socket, metrics),
+      );
+      appHandler = handler;
       return server;
     },
     return503OnClosing: true,
-    routerOptions: { maxParamLength: 1000, ignoreTrailingSlash: true },
-    // URLs the router cannot decode (`/v1/%ff`) or with over-long parameters: OpenAI-shaped, like every error
-    frameworkErrors: (err, _request, reply) =>
-      sendError(
-        reply,
-        new GatewayError((err as { statusCode?: number }).statusCode ?? 400, err.message, {
-          code: 'invalid_url',
-        }),
-      ),
+    routerOptions: { maxParamLength: 1000 },
   });
-  app.decorateRequest('clientKey', undefined);
-  app.decorateRequest('accessLogged', false);
+  // No route may exist outside the one table: a fastify route the front door does not know could never be
+  // authenticated. Checked as each route is added; the UI plugin's file routes are the UI route's.
+  let addingUiFiles = false;
+  app.addHook('onRoute', (r) => {
+    const methods = Array.isArray(r.method) ? r.method : [r.method];
+    for (const method of methods) {
+      if (method === 'HEAD' || (addingUiFiles && method === 'GET')) continue;
+      if (!ROUTES.some((x) => x.serve === 'app' && x.method === method && x.path === r.url))
+        throw new Error(`gateway route ${method} ${r.url} is not in the route table (src/gateway/routes.ts)`);
+    }
+  });
 
-  hot = hotPath({
-    deps,
+  door = frontDoor({
+    router: new Router(ROUTES, { ui }),
     clientKeys: opts.clientKeys,
-    maxJsonBody,
+    allowedHosts: opts.allowedHosts,
     log: app.log,
+    metrics,
     closing: () => closed,
+    handlers: {
+      json: jsonHandler(deps, { max: maxJsonBody, idleMs: opts.bodyIdleTimeoutMs ?? 30_000, budget }),
+      multipart: multipartHandler(deps, maxMultipartBody),
+      app: (req, res) => appHandler?.(req, res),
+    },
   });
 
   // --- snapshot → routing table ---
@@ -181,61 +209,44 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
   await opts.snapshots.start?.();
   await opts.clientKeys?.start?.();
 
-  // --- body parsing: raw buffers, so bodies can pass through byte for byte ---
+  // No route fastify serves takes a body; a body sent anyway is read and ignored.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: maxJsonBody }, (_req, body, done) =>
-    done(null, body),
-  );
-  // multipart is streamed by the handler itself
-  app.addContentTypeParser('multipart/form-data', (_req, _payload, done) => done(null, undefined));
+  app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
 
   // --- errors: always OpenAI-shaped ---
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, request, reply) => {
-    if (err instanceof GatewayError) return sendError(reply, err);
-    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return sendError(reply, errors.tooLarge(maxJsonBody));
-    const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
-    if (status >= 500) request.log.error({ err }, 'request failed');
-    return sendError(
-      reply,
-      new GatewayError(status, status >= 500 ? 'Internal gateway error.' : err.message, {
-        code: err.code ?? null,
-        type: status >= 500 ? 'server_error' : 'invalid_request_error',
-      }),
-    );
+    const e =
+      err instanceof GatewayError
+        ? err
+        : new GatewayError(
+            err.statusCode && err.statusCode >= 400 ? err.statusCode : 500,
+            err.statusCode && err.statusCode < 500 ? err.message : 'Internal gateway error.',
+            { code: err.code ?? null },
+          );
+    if (e.status >= 500 && !(err instanceof GatewayError)) request.log.error({ err }, 'request failed');
+    const ctx = contextOf(request.raw);
+    metrics.answered(ctx?.route?.path ?? 'none', e.status, e.code);
+    return sendError(reply, e);
   });
 
-  // --- client authentication ---
+  // --- the front door's decisions, for fastify's routes ---
   // Callback-style hooks: they run on every request, and an async hook costs a promise each time.
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id);
-    if (!opts.clientKeys) return done();
-    const url = request.url;
-    if (!url.startsWith('/v1/') && url !== '/v1' && !url.startsWith('/api/')) return done();
-    try {
-      request.clientKey = authenticateClient(opts.clientKeys, request.headers.authorization);
-    } catch (err) {
-      return done(err as GatewayError);
-    }
-    done();
-  });
-
-  app.addHook('onResponse', (request, reply, done) => {
-    // Proxied requests write their own, richer access line (connection, model, tokens).
-    if (!request.accessLogged) {
-      const quiet = request.url === '/healthz' || request.url === '/readyz' || request.url === '/metrics';
-      request.log[quiet ? 'debug' : 'info'](
-        {
-          method: request.method,
-          url: request.url,
-          status: reply.statusCode,
-          ms: Math.round(reply.elapsedTime),
-          ...(request.clientKey ? { clientKey: request.clientKey.name } : {}),
-        },
-        'request completed',
+    // Deny by default: a request that did not come through the front door (app.inject()) is not served.
+    if (!contextOf(request.raw))
+      return done(
+        new GatewayError(400, 'The request did not come through the gateway.', { code: 'no_route' }),
       );
-    }
     done();
   });
+  app.addHook('onResponse', (request, reply, done) => {
+    const ctx = contextOf(request.raw);
+    if (ctx) accessLine(ctx, reply.statusCode);
+    done();
+  });
+  const keyOf = (request: { raw: IncomingMessage }): ClientKey | undefined =>
+    contextOf(request.raw)?.clientKey;
 
   // --- health, readiness, metrics ---
   app.get('/healthz', async () => ({ status: 'ok' }));
@@ -275,99 +286,26 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
   app.get('/v1/models', async (request, reply) => {
     const t = requireTable(table);
     reply.header('content-type', 'application/json; charset=utf-8');
-    const key = request.clientKey;
+    const key = keyOf(request);
     if (!key?.models) return t.modelsJson;
     return JSON.stringify({ object: 'list', data: t.models.filter((m) => allows(key, m.id)) });
   });
-  app.get('/v1/models/*', async (request) => {
+  app.get('/v1/models/{model}', async (request) => {
     const t = requireTable(table);
-    const id = (request.params as { '*': string })['*'];
-    const entry = allows(request.clientKey, id) ? t.models.find((m) => m.id === id) : undefined;
+    const id = contextOf(request.raw)?.param ?? '';
+    const entry = allows(keyOf(request), id) ? t.models.find((m) => m.id === id) : undefined;
     if (!entry) throw errors.modelNotFound(id);
     return entry;
   });
   app.get('/api/connections', async () => publicConnections(requireTable(table).snapshot));
 
-  // --- proxied endpoints ---
-  const contextOf = (request: FastifyRequest, reply: FastifyReply): RequestContext => {
-    reply.hijack();
-    return {
-      req: request.raw,
-      res: reply.raw,
-      id: request.id,
-      log: request.log,
-      clientKey: request.clientKey,
-      started: performance.now(),
-      logged: () => {
-        request.accessLogged = true;
-      },
-    };
-  };
-
-  for (const endpoint of JSON_ENDPOINTS) {
-    app.post(`/v1/${endpoint}`, (request, reply) =>
-      serveJson(deps, contextOf(request, reply), endpoint, request.body as Buffer | undefined),
-    );
-  }
-
-  for (const endpoint of MULTIPART_ENDPOINTS) {
-    app.post(`/v1/${endpoint}`, async (request, reply) => {
-      const ctype = request.headers['content-type'] ?? '';
-      const boundary = boundaryOf(ctype);
-      if (!ctype.toLowerCase().startsWith('multipart/form-data') || !boundary)
-        throw new GatewayError(400, 'This endpoint takes multipart/form-data with a boundary.', {
-          code: 'invalid_content_type',
-        });
-      const declared = Number(request.headers['content-length']);
-      if (Number.isFinite(declared) && declared > maxMultipartBody) {
-        reply.header('connection', 'close');
-        throw errors.tooLarge(maxMultipartBody);
-      }
-      let head: Awaited<ReturnType<typeof readMultipartHead>>;
-      try {
-        head = await readMultipartHead(request.raw, boundary, maxMultipartBody);
-      } catch (err) {
-        if (err instanceof MultipartError) {
-          if (err.kind === 'too_large') {
-            reply.header('connection', 'close');
-            throw errors.tooLarge(maxMultipartBody);
-          }
-          if (err.kind === 'no_model') throw errors.missingModel();
-          throw new GatewayError(400, err.message, { code: 'invalid_multipart' });
-        }
-        throw err;
-      }
-      const candidates = candidatesFor(table, request.clientKey, head.model);
-      const raw = request.raw;
-      const declaredLength = Number.isFinite(declared) && declared > 0 ? declared : undefined;
-      // The rest of the body is read once, so only the first candidate can be tried unless it was all read.
-      const complete = raw.readableEnded;
-      await proxy(deps, contextOf(request, reply), {
-        endpoint,
-        model: head.model,
-        candidates,
-        replayable: complete,
-        contentType: ctype,
-        hideUsage: false,
-        body: (c) => {
-          const prefix = rewriteModel(head, c.model.upstreamId);
-          const length =
-            declaredLength === undefined ? undefined : declaredLength + prefix.length - head.prefix.length;
-          if (complete) return { data: prefix, length: prefix.length };
-          return {
-            data: Readable.from(restOfBody(prefix, raw, maxMultipartBody - head.prefix.length)),
-            length,
-          };
-        },
-      });
-    });
-  }
-
   // --- UI and fallbacks ---
-  const uiDir = opts.uiDir ? resolvePath(opts.uiDir) : undefined;
-  if (uiDir && existsSync(uiDir)) {
+  if (ui && uiDir) {
     const { default: fastifyStatic } = await import('@fastify/static');
+    addingUiFiles = true;
     await app.register(fastifyStatic, { root: uiDir, wildcard: false, index: ['index.html'] });
+    await app.after();
+    addingUiFiles = false;
   } else {
     app.get('/', async (_request, reply) =>
       reply
@@ -379,10 +317,12 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
     );
   }
   app.setNotFoundHandler(async (request, reply) => {
-    const path = request.url.split('?')[0] ?? '';
-    if (uiDir && request.method === 'GET' && !path.startsWith('/v1') && !path.startsWith('/api/'))
+    const ctx = contextOf(request.raw);
+    const target = ctx?.target ?? { path: '/', segments: [], encodedSlash: false };
+    // The UI's pages are for browsers: an API client whose base URL lacks /v1 gets JSON that says so.
+    if (ui && request.method === 'GET' && wantsPage(request.raw, target.segments[0]))
       return reply.sendFile('index.html');
-    throw errors.notFound(`${request.method} ${path}`);
+    throw notFound(request.method, target);
   });
 
   // --- lifecycle ---
@@ -411,14 +351,17 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
     },
     async listenMetrics(host, port) {
       metricsServer = createServer((req, res) => {
-        if (req.url !== '/metrics') {
-          res.writeHead(404).end();
+        if (req.url !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
+          res.writeHead(404, { 'content-type': 'application/json; charset=utf-8' });
+          res.end(JSON.stringify(errors.notFound('(this listener serves GET /metrics only)').toJSON()));
           return;
         }
         void metrics.registry.metrics().then((text) => {
           res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text);
         });
       });
+      metricsServer.headersTimeout = 10_000;
+      metricsServer.requestTimeout = 30_000;
       await new Promise<void>((r) => metricsServer?.listen(port, host, r));
       const addr = metricsServer.address();
       return typeof addr === 'object' && addr ? `http://${host}:${addr.port}` : String(addr);
@@ -441,6 +384,27 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
   };
 }
 
+/** Path heads that are API calls whatever the Accept header says (a base URL without /v1). */
+const API_HEADS = new Set([
+  'models',
+  'chat',
+  'completions',
+  'embeddings',
+  'audio',
+  'images',
+  'responses',
+  'moderations',
+  'files',
+  'batches',
+]);
+
+/** A browser navigation: no credentials, HTML accepted, not an API path. */
+function wantsPage(req: IncomingMessage, head: string | undefined): boolean {
+  if (req.headers.authorization) return false;
+  if (head !== undefined && API_HEADS.has(head)) return false;
+  return (req.headers.accept ?? '').includes('text/html');
+}
+
 function sendError(reply: FastifyReply, err: GatewayError): FastifyReply {
   return reply
     .code(err.status)
@@ -449,19 +413,28 @@ function sendError(reply: FastifyReply, err: GatewayError): FastifyReply {
     .send(JSON.stringify(err.toJSON()));
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(1, ms)));
-
-/** The routed prefix, then the rest of the upload as it arrives, bounded by the multipart limit. */
-async function* restOfBody(
-  prefix: Buffer,
-  raw: NodeJS.ReadableStream,
-  budget: number,
-): AsyncGenerator<Buffer> {
-  yield prefix;
-  let n = 0;
-  for await (const chunk of raw as AsyncIterable<Buffer>) {
-    n += chunk.length;
-    if (n > budget) throw new GatewayError(413, 'body too large', { code: 'request_too_large' });
-    yield chunk;
+/**
+ * A request node:http could not take (malformed, headers too large, too slow): an OpenAI-shaped answer on the
+ * raw socket, then the connection closes.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Socket, metrics: GatewayMetrics): void {
+  const inResponse = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || inResponse?.headersSent) {
+    socket.destroy();
+    return;
   }
+  const [status, message, code] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'The request headers are larger than the gateway accepts.', 'headers_too_large']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'The request did not arrive in time.', 'request_timeout']
+        : [400, 'The request is not valid HTTP/1.1.', 'bad_request'];
+  metrics.answered('none', status, code);
+  const body = JSON.stringify(new GatewayError(status, message, { code }).toJSON());
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(1, ms)));

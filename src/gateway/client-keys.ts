@@ -146,7 +146,11 @@ export class FileClientKeys implements ClientKeysSource {
   lastError(): string | undefined {
     return this.error;
   }
+  /** Idempotent: the gateway starts its sources, and a second watcher would keep the process alive. */
   async start(): Promise<void> {
+    if (this.poll) return;
+    this.poll = setInterval(() => void this.load(), 2000);
+    this.poll.unref();
     await this.load();
     try {
       const name = basename(this.path);
@@ -155,10 +159,8 @@ export class FileClientKeys implements ClientKeysSource {
       });
       this.watcher.on('error', () => undefined);
     } catch {
-      // polling below
+      // the poll still picks up changes
     }
-    this.poll = setInterval(() => void this.load(), 2000);
-    this.poll.unref();
   }
   async stop(): Promise<void> {
     this.watcher?.close();

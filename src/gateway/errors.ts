@@ -70,6 +70,10 @@ export const errors = {
     new GatewayError(413, `The request body is larger than the gateway's limit of ${formatBytes(limit)}.`, {
       code: 'request_too_large',
     }),
+  unsupportedMediaType: (expected: string) =>
+    new GatewayError(415, `This endpoint takes ${expected}; send a Content-Type: ${expected} header.`, {
+      code: 'unsupported_media_type',
+    }),
   unauthenticated: () =>
     new GatewayError(401, 'Missing or invalid API key: send Authorization: Bearer <gateway key>.', {
       code: 'invalid_api_key',

@@ -78,8 +78,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.controller?.resume();
   }
 
-  /** Up to `max` bytes of the body as text (an error body for a message); the rest is not read. */
-  async text(max: number): Promise<string> {
+  /** Up to `max` bytes of the body as text (an error body for a message); `cut` when there was more. */
+  async text(max: number): Promise<{ text: string; cut: boolean }> {
     const parts: Buffer[] = [];
     let n = 0;
     try {
@@ -92,7 +92,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     } catch {
       // what was read is enough for a message
     }
-    return Buffer.concat(parts).toString('utf8').slice(0, max);
+    const all = Buffer.concat(parts);
+    return { text: all.subarray(0, max).toString('utf8'), cut: n >= max };
   }
 
   /** Discards the body; the connection is kept when the rest is at most `limit` bytes, else closed. */

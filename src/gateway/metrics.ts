@@ -33,6 +33,7 @@ export class GatewayMetrics {
   readonly ttft: Histogram<'connection' | 'model' | 'endpoint'>;
   readonly tokens: Counter<'connection' | 'model' | 'type'>;
   readonly upstreamErrors: Counter<'connection' | 'reason'>;
+  readonly rejected: Counter<'route' | 'status' | 'code'>;
   readonly inFlight: Gauge<'endpoint'>;
   readonly snapshotGeneration: Gauge;
   readonly snapshotLastReload: Gauge;
@@ -94,6 +95,14 @@ export class GatewayMetrics {
       labelNames: ['connection', 'reason'],
       registers,
     });
+    this.rejected = new Counter({
+      name: 'plugboard_gateway_rejected_requests_total',
+      help:
+        'Requests the gateway answered itself with an error, before or instead of an upstream, by route ' +
+        '("none" when no route matched), HTTP status and error code (e.g. invalid_api_key, model_not_found).',
+      labelNames: ['route', 'status', 'code'],
+      registers,
+    });
     this.inFlight = new Gauge({
       name: 'plugboard_gateway_in_flight_requests',
       help: 'Proxied requests in progress.',
@@ -123,6 +132,11 @@ export class GatewayMetrics {
       help: '1 when the last snapshot load succeeded, 0 when the last attempt failed.',
       registers,
     });
+  }
+
+  /** Counts an error the gateway answered itself; every label value comes from a fixed set in the code. */
+  answered(route: string, status: number, code: string | null): void {
+    this.rejected.inc({ route, status: String(status), code: code ?? '' });
   }
 
   /** A proxied request starts (+1) or ends (-1). */

@@ -1,14 +1,14 @@
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
-import type { FastifyBaseLogger } from 'fastify';
 import { isBlockedAddressError } from '../net/address-policy.ts';
-import { redactKey, upstreamErrorMessage } from '../providers/upstream-errors.ts';
-import type { ClientKey } from './client-keys.ts';
+import { SecretScrubber, upstreamErrorMessage } from '../providers/upstream-errors.ts';
+import type { SnapshotConnection } from '../snapshot/schema.ts';
 import { GatewayError } from './errors.ts';
 import { Exchange } from './exchange.ts';
 import type { InFlightRequests } from './in-flight.ts';
 import type { GatewayMetrics } from './metrics.ts';
+import { accessLine, type RequestContext, writeError } from './request-context.ts';
+import { responseHeaders } from './response-headers.ts';
 import type { Balancer, Candidate } from './routing.ts';
 import { SseUsageTap, sseErrorEvent, type Usage, usageFromJsonTail } from './sse.ts';
 import { type Endpoint, type Pools, upstreamTarget } from './upstream.ts';
@@ -22,22 +22,7 @@ export interface ProxyDeps {
   active: InFlightRequests;
 }
 
-/**
- * One client request, whichever server path received it: fastify's routes or the hot path that serves the JSON
- * endpoints straight from node:http (src/gateway/hot-path.ts).
- */
-export interface RequestContext {
-  req: IncomingMessage;
-  res: ServerResponse;
-  id: string;
-  /** Carries the request ID in every line. */
-  log: FastifyBaseLogger;
-  clientKey: ClientKey | undefined;
-  /** performance.now() when the request arrived. */
-  started: number;
-  /** Told once the proxy has written the request's access line, so no second one is written. */
-  logged(): void;
-}
+export type { RequestContext } from './request-context.ts';
 
 export interface ProxyCall {
   endpoint: Endpoint;
@@ -66,17 +51,6 @@ type FailureReason =
 class TotalTimeout extends Error {}
 class ClientGone extends Error {}
 class Terminated extends Error {}
-
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'transfer-encoding',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'upgrade',
-]);
 
 function classify(err: unknown): FailureReason {
   if (err instanceof TotalTimeout) return 'total_timeout';
@@ -132,45 +106,43 @@ function describe(reason: FailureReason, err: unknown): string {
 
 const isTimeout = (r: FailureReason) => r.endsWith('_timeout');
 
-/** Replaces the connection's key wherever an upstream echoed it. */
-function scrub(text: string, c: Candidate): string {
-  return redactKey(text, c.connection.apiKey, '***');
+/** Longest upstream error body passed to the client (scrubbed first); a 5xx message quotes at most 300 chars. */
+const ERROR_BODY_MAX = 64 * 1024;
+
+const scrubbers = new WeakMap<SnapshotConnection, SecretScrubber>();
+
+/** The scrubber of a connection's key (built once per snapshot connection); undefined without a key. */
+function scrubberOf(c: SnapshotConnection): SecretScrubber | undefined {
+  if (!c.apiKey) return undefined;
+  let s = scrubbers.get(c);
+  if (!s) {
+    s = new SecretScrubber(c.apiKey);
+    scrubbers.set(c, s);
+  }
+  return s;
 }
 
-export function writeError(res: ServerResponse, requestId: string, err: GatewayError): void {
-  if (res.headersSent || res.destroyed) return;
-  res.writeHead(err.status, {
-    'content-type': 'application/json; charset=utf-8',
-    'x-request-id': requestId,
-    ...err.headers,
-  });
-  res.end(JSON.stringify(err.toJSON()));
-}
-
-function responseHeaders(
-  h: IncomingHttpHeaders,
-  requestId: string,
-  sse: boolean,
-): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {};
-  for (const k in h) {
-    const v = h[k];
-    if (v === undefined || HOP_BY_HOP.has(k)) continue;
-    if (sse && k === 'content-length') continue;
-    out[k] = v;
-  }
-  out['x-request-id'] = requestId;
-  if (sse) {
-    out['cache-control'] = 'no-cache';
-    out['x-accel-buffering'] = 'no';
-  }
-  return out;
+/**
+ * Reads an upstream error body and removes the connection's key from it in every form, before it is cut to
+ * `max` characters: the read reaches far enough past `max` that a key which starts before the cut is inside
+ * what is scrubbed.
+ */
+async function scrubbedText(r: Exchange, c: Candidate, max: number): Promise<string> {
+  const scrubber = scrubberOf(c.connection);
+  const reach = scrubber ? scrubber.longest * 6 : 0; // a form written entirely in \u escapes is 6x longer
+  const { text, cut } = await r.text(max + reach);
+  const clean = scrubber ? scrubber.scrub(text, cut) : text;
+  return clean.length > max ? clean.slice(0, max) : clean;
 }
 
 /**
  * Proxies one request: tries candidates in the balancer's order, failing over on connect errors, timeouts,
  * 5xx and 429 until a response starts reaching the client; then streams the response through as it arrives.
- * Writes the response and the access log line itself (fastify routes hijack their reply before calling it).
+ * Writes the response and the access line itself.
+ *
+ * What a request holds is given back on every way out, whatever throws: an attempt's total-timeout timer and
+ * balancer slot (releaseAttempt), the request's in-flight entry and its body's share of the buffer budget
+ * (the outer finally).
  */
 export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCall): Promise<void> {
   const { balancer, pools, metrics } = deps;
@@ -197,6 +169,20 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
   });
   metrics.inFlightAdd(call.endpoint, 1);
 
+  // The current attempt's holdings.
+  let timer: NodeJS.Timeout | undefined;
+  let slot: string | undefined;
+  const releaseAttempt = () => {
+    if (timer !== undefined) {
+      clearTimeout(timer);
+      timer = undefined;
+    }
+    if (slot !== undefined) {
+      balancer.release(slot);
+      slot = undefined;
+    }
+  };
+
   let chosen: Candidate | undefined;
   let status = 0;
   let usage: Usage | undefined;
@@ -207,19 +193,14 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
     const ordered = balancer.order(call.candidates);
     let response: Exchange | undefined;
     let lastError: GatewayError | undefined;
-    let timer: NodeJS.Timeout | undefined;
     for (let i = 0; i < ordered.length; i++) {
       const cand = ordered[i] as Candidate;
       const last = i === ordered.length - 1 || !call.replayable;
       if (gone || terminated) break;
       attempts++;
-      timer = setTimeout(
-        () => current?.abort(new TotalTimeout('total timeout')),
-        cand.connection.timeouts.totalMs,
-      );
-      balancer.acquire(cand.key);
-      const target = upstreamTarget(cand.connection, call.endpoint, cand.model.upstreamId);
+      // The body first: if it cannot be made, nothing has been taken yet.
       const { data, length } = call.body(cand);
+      const target = upstreamTarget(cand.connection, call.endpoint, cand.model.upstreamId);
       const headers: Record<string, string> = {
         ...target.headers,
         'content-type': call.contentType,
@@ -230,6 +211,12 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
       if (length !== undefined) headers['content-length'] = String(length);
       const beta = req.headers['openai-beta'];
       if (typeof beta === 'string') headers['openai-beta'] = beta;
+      balancer.acquire(cand.key);
+      slot = cand.key;
+      timer = setTimeout(
+        () => current?.abort(new TotalTimeout('total timeout')),
+        cand.connection.timeouts.totalMs,
+      );
       try {
         const r = new Exchange(pools.get(cand.connection), {
           origin: target.origin,
@@ -251,15 +238,12 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
               'upstream failed; trying the next connection',
             );
             r.dump(64 * 1024);
-            balancer.release(cand.key);
-            clearTimeout(timer);
+            releaseAttempt();
             continue;
           }
           if (r.statusCode >= 500) {
-            const text = scrub(await r.text(16 * 1024), cand);
-            const msg = upstreamErrorMessage(text);
-            balancer.release(cand.key);
-            clearTimeout(timer);
+            const msg = upstreamErrorMessage(await scrubbedText(r, cand, 16 * 1024));
+            releaseAttempt();
             chosen = cand;
             lastError = new GatewayError(
               502,
@@ -275,8 +259,7 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
         response = r;
         break;
       } catch (err) {
-        balancer.release(cand.key);
-        clearTimeout(timer);
+        releaseAttempt();
         if (gone || terminated) break;
         const reason = classify(err);
         metrics.upstreamErrors.inc({ connection: cand.key, reason });
@@ -326,8 +309,7 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
     if (status >= 300 && status < 400) {
       // Never followed (SSRF) and never handed to the client, whose next hop it would become.
       response.dump();
-      clearTimeout(timer);
-      balancer.release(cand.key);
+      releaseAttempt();
       const e = new GatewayError(
         502,
         `Upstream ${cand.key} answered with a redirect (HTTP ${status}), which the gateway never follows; check its URL.`,
@@ -338,12 +320,12 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
       writeError(res, requestId, e);
       return;
     }
-    if (status >= 400 && cand.connection.apiKey) {
-      // Upstream errors pass through, but some providers echo the key in them: scrub before it leaves.
-      const text = scrub(await response.text(64 * 1024), cand);
-      clearTimeout(timer);
-      balancer.release(cand.key);
-      const headers = responseHeaders(response.headers, requestId, false);
+    const scrubber = scrubberOf(cand.connection);
+    if (status >= 400 && scrubber) {
+      // Upstream errors pass through, but some providers echo the key in them: scrubbed before they leave.
+      const text = await scrubbedText(response, cand, ERROR_BODY_MAX);
+      releaseAttempt();
+      const headers = responseHeaders(response.headers, requestId, false, scrubber);
       headers['content-length'] = String(Buffer.byteLength(text));
       res.writeHead(status, headers);
       res.end(text);
@@ -351,7 +333,7 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
     }
     const ctype = String(response.headers['content-type'] ?? '');
     const sse = ctype.startsWith('text/event-stream');
-    res.writeHead(status, responseHeaders(response.headers, requestId, sse));
+    res.writeHead(status, responseHeaders(response.headers, requestId, sse, scrubber));
     sseStarted = sse;
     const tap = sse ? new SseUsageTap({ hideUsage: call.hideUsage }) : undefined;
     const wantTail = !sse && status < 300 && ctype.includes('json');
@@ -410,18 +392,28 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
           res.destroy();
         }
       }
-    } finally {
-      clearTimeout(timer);
-      balancer.release(cand.key);
     }
   } catch (err) {
-    status = 500;
-    failure = (err as Error).message;
-    log.error({ err }, 'proxy failed');
-    if (sseStarted) res.end();
-    else
-      writeError(res, requestId, new GatewayError(500, 'Internal gateway error.', { type: 'server_error' }));
+    if (err instanceof GatewayError && !res.headersSent) {
+      status = err.status;
+      failure = err.message;
+      metrics.answered(ctx.route?.path ?? 'none', err.status, err.code);
+      writeError(res, requestId, err);
+    } else {
+      status = 500;
+      failure = (err as Error).message;
+      log.error({ err }, 'proxy failed');
+      if (sseStarted) res.end();
+      else
+        writeError(
+          res,
+          requestId,
+          new GatewayError(500, 'Internal gateway error.', { type: 'server_error' }),
+        );
+    }
   } finally {
+    releaseAttempt();
+    ctx.release();
     res.off('close', onClose);
     deps.active.remove(inFlight);
     metrics.inFlightAdd(call.endpoint, -1);
@@ -436,22 +428,13 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
       promptTokens: chosen ? usage?.promptTokens : undefined,
       completionTokens: chosen ? usage?.completionTokens : undefined,
     });
-    ctx.logged();
-    log.info(
-      {
-        method: req.method,
-        url: req.url,
-        endpoint: call.endpoint,
-        model: call.model,
-        connection,
-        status,
-        attempts,
-        ...(ctx.clientKey ? { clientKey: ctx.clientKey.name } : {}),
-        ms: Math.round(seconds * 1000),
-        ...(usage ? { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens } : {}),
-        ...(failure ? { error: failure } : {}),
-      },
-      'request completed',
-    );
+    accessLine(ctx, status, {
+      endpoint: call.endpoint,
+      model: call.model,
+      connection,
+      attempts,
+      ...(usage ? { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens } : {}),
+      ...(failure ? { error: failure } : {}),
+    });
   }
 }

@@ -14,7 +14,99 @@ export function upstreamErrorMessage(body: string): string | undefined {
   }
 }
 
-/** Replaces every occurrence of the connection's key (some providers echo it in errors) before text leaves. */
+/** Shortest piece of a secret's encoded form that is still matched (shorter ones would mask innocent text). */
+const MIN_FORM = 8;
+
+/**
+ * The spellings in which an upstream may echo a secret: as it is, in lower and upper case, percent-encoded,
+ * hex, and base64/base64url at each of the three alignments it can have inside a longer encoded string (an
+ * echoed `Authorization: Bearer <key>` header encoded whole puts the key at offset 7). JSON `\u` escapes are
+ * undone before matching (see SecretScrubber.scrub), so they need no forms of their own.
+ */
+export function secretForms(secret: string): string[] {
+  const forms = new Set<string>([secret, secret.toLowerCase(), secret.toUpperCase()]);
+  forms.add(encodeURIComponent(secret));
+  const bytes = Buffer.from(secret, 'utf8');
+  forms.add(bytes.toString('hex'));
+  for (let shift = 0; shift < 3; shift++) {
+    const padded = Buffer.concat([Buffer.alloc(shift), bytes]);
+    // Characters that depend on the secret's bits only: from the first whole sextet after the shift to the last.
+    const start = Math.ceil((shift * 8) / 6);
+    const end = Math.floor((padded.length * 8) / 6);
+    for (const encoding of ['base64', 'base64url'] as const) {
+      const middle = padded.toString(encoding).slice(start, end);
+      if (middle.length >= MIN_FORM) forms.add(middle);
+    }
+  }
+  return [...forms].filter((f) => f.length >= MIN_FORM || f === secret).sort((a, b) => b.length - a.length);
+}
+
+/**
+ * Removes one secret (a provider key) from text before it leaves Plugboard: status messages, error bodies
+ * passed to clients, header values. Build one per secret and reuse it.
+ */
+export class SecretScrubber {
+  readonly forms: readonly string[];
+  /** The longest form: how much text around a cut may still hide a whole form. */
+  readonly longest: number;
+  /** The shortest form: shorter text cannot hold the secret (unescaping only shortens). */
+  private readonly shortest: number;
+  private readonly mask: string;
+
+  constructor(secret: string, mask = '***') {
+    this.forms = secret.length >= 4 ? secretForms(secret) : [];
+    this.longest = this.forms.reduce((n, f) => Math.max(n, f.length), 0);
+    this.shortest = this.forms.reduce((n, f) => Math.min(n, f.length), Number.POSITIVE_INFINITY);
+    this.mask = mask;
+  }
+
+  /** Whether the text holds the secret in any known form. */
+  finds(text: string): boolean {
+    if (this.forms.length === 0 || text.length < this.shortest) return false;
+    const t = unescapeJsonAscii(text);
+    return this.forms.some((f) => t.includes(f));
+  }
+
+  /**
+   * The text without the secret. `cut`: the text is the start of a longer one, so a trailing piece of a form
+   * (the secret's beginning, cut off by the truncation) is masked too.
+   */
+  scrub(text: string, cut = false): string {
+    if (this.forms.length === 0) return text;
+    const unescaped = unescapeJsonAscii(text);
+    let out = unescaped;
+    for (const f of this.forms) if (out.includes(f)) out = out.split(f).join(this.mask);
+    if (cut) {
+      for (const f of this.forms) {
+        for (let n = Math.min(f.length - 1, out.length); n >= 4; n--) {
+          if (out.endsWith(f.slice(0, n))) {
+            out = out.slice(0, out.length - n) + this.mask;
+            break;
+          }
+        }
+      }
+    }
+    // Nothing found: the text as it came, escapes and all.
+    return out === unescaped ? text : out;
+  }
+}
+
+/**
+ * Undoes JSON's optional escapes of printable ASCII (`\u0073k-...`, `\/`), which a JSON writer may use for any
+ * character, so that an escaped secret is seen; escapes JSON requires (`\"`, `\\`, controls) stay. Valid JSON
+ * stays valid JSON with the same meaning.
+ */
+function unescapeJsonAscii(text: string): string {
+  if (!text.includes('\\')) return text;
+  return text.replace(/\\(\\|\/|u00[2-7][0-9a-fA-F])/g, (all, what: string) => {
+    if (what === '\\') return all;
+    if (what === '/') return '/';
+    const c = Number.parseInt(what.slice(3), 16);
+    return c === 0x22 || c === 0x5c || c === 0x7f ? all : String.fromCharCode(c);
+  });
+}
+
+/** Replaces a key in every form an upstream may echo it (see SecretScrubber) before text leaves. */
 export function redactKey(text: string, key: string | undefined, mask: string): string {
-  return key && key.length >= 4 ? text.split(key).join(mask) : text;
+  return key ? new SecretScrubber(key, mask).scrub(text) : text;
 }
