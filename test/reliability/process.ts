@@ -1,4 +1,4 @@
-/** A gateway in its own process (`node bin/plugboard.js gateway --config-file`), for whole-process checks. */
+/** Plugboard in its own process (`node bin/plugboard.js gateway|standalone ...`), for whole-process checks. */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,20 +23,30 @@ export async function spawnGateway(snapshot: Snapshot, extraArgs: string[] = [])
   const dir = mkdtempSync(join(tmpdir(), 'plugboard-gwproc-'));
   const file = join(dir, 'snapshot.json');
   writeFileSync(file, JSON.stringify(snapshot));
+  const p = await spawnPlugboard('gateway', ['--config-file', file, ...extraArgs]);
+  const stop = p.stop;
+  p.stop = async () => {
+    await stop();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return p;
+}
+
+/**
+ * `node bin/plugboard.js <command> --listen 127.0.0.1:<free port> ...args`, ready when /readyz answers 200.
+ * The environment has no KUBERNETES_SERVICE_HOST (loopback upstreams allowed), plus `env`.
+ */
+export async function spawnPlugboard(
+  command: 'gateway' | 'standalone' | 'start',
+  args: string[],
+  opts: { env?: Record<string, string>; ready?: boolean } = {},
+): Promise<GatewayProcess> {
   const port = await freePort();
-  const env = { ...process.env };
+  const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env };
   delete env.KUBERNETES_SERVICE_HOST; // outside a cluster: loopback upstreams are allowed
   const child = spawn(
     process.execPath,
-    [
-      join(ROOT, 'bin', 'plugboard.js'),
-      'gateway',
-      '--config-file',
-      file,
-      '--listen',
-      `127.0.0.1:${port}`,
-      ...extraArgs,
-    ],
+    [join(ROOT, 'bin', 'plugboard.js'), command, '--listen', `127.0.0.1:${port}`, ...args],
     { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let logs = '';
@@ -52,13 +62,15 @@ export async function spawnGateway(snapshot: Snapshot, extraArgs: string[] = [])
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 20_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`gateway exited ${child.exitCode}:\n${logs.slice(-2000)}`);
+    if (opts.ready === false) break;
+    if (child.exitCode !== null)
+      throw new Error(`${command} exited ${child.exitCode}:\n${logs.slice(-2000)}`);
     const ok = await fetch(`${url}/readyz`).then(
       (r) => r.ok,
       () => false,
     );
     if (ok) break;
-    if (Date.now() > deadline) throw new Error(`gateway not ready within 20 s:\n${logs.slice(-2000)}`);
+    if (Date.now() > deadline) throw new Error(`${command} not ready within 20 s:\n${logs.slice(-2000)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
   return {
@@ -84,7 +96,6 @@ export async function spawnGateway(snapshot: Snapshot, extraArgs: string[] = [])
         child.kill('SIGKILL');
         await exited;
       }
-      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
