@@ -9,7 +9,20 @@ export interface LeaderElectionOptions {
   leaseDurationMs?: number;
   renewDeadlineMs?: number;
   retryPeriodMs?: number;
+  /** Give the Lease up on stop() so another replica takes over at once (client-go's ReleaseOnCancel). */
+  releaseOnStop?: boolean;
+  clock?: ElectionClock;
 }
+
+/** The elector's time sources; injected so a test can play a replica whose wall clock is wrong. */
+export interface ElectionClock {
+  /** Wall-clock ms since the epoch. */
+  now(): number;
+  /** Monotonic ms. */
+  monotonic(): number;
+}
+
+export const systemClock: ElectionClock = { now: () => Date.now(), monotonic: () => performance.now() };
 
 interface Lease {
   metadata: { name: string; namespace: string; resourceVersion?: string };
@@ -44,6 +57,8 @@ export class LeaderElector {
       leaseDurationMs: opts.leaseDurationMs ?? 15_000,
       renewDeadlineMs: opts.renewDeadlineMs ?? 10_000,
       retryPeriodMs: opts.retryPeriodMs ?? 2_000,
+      releaseOnStop: opts.releaseOnStop ?? true,
+      clock: opts.clock ?? systemClock,
     };
   }
 
@@ -61,7 +76,7 @@ export class LeaderElector {
     await this.loop;
     if (this.leading) {
       this.leading = false;
-      await this.release();
+      if (this.o.releaseOnStop) await this.release();
     }
   }
 
@@ -70,7 +85,7 @@ export class LeaderElector {
   }
 
   private async tryAcquireOrRenew(): Promise<boolean> {
-    const now = new Date();
+    const now = new Date(this.o.clock.now());
     const spec = {
       holderIdentity: this.o.identity,
       leaseDurationSeconds: Math.ceil(this.o.leaseDurationMs / 1000),
@@ -130,7 +145,7 @@ export class LeaderElector {
       } catch (err) {
         this.log.warn({ err: (err as Error).message }, 'lease update failed');
       }
-      const now = performance.now();
+      const now = this.o.clock.monotonic();
       if (ok) {
         lastRenew = now;
         if (!this.leading) {
