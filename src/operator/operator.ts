@@ -18,7 +18,12 @@ import type { AllowlistRef } from './logic/exposure.ts';
 import { verifyIfDueAndPlan } from './logic/reconcile.ts';
 import { OperatorMetrics } from './metrics.ts';
 import { type Condition, mergeConditions } from './runtime/conditions.ts';
-import { Controller, type ReconcileContext, type ReconcileResult } from './runtime/controller.ts';
+import {
+  Controller,
+  type ReconcileContext,
+  type ReconcileOutcome,
+  type ReconcileResult,
+} from './runtime/controller.ts';
 import { EventRecorder } from './runtime/events.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
 import { WorkQueue } from './runtime/queue.ts';
@@ -48,6 +53,8 @@ export interface OperatorOptions {
   renewDeadlineMs?: number;
   /** Called when leadership is lost (the CLI exits so the pod restarts cleanly). */
   onLostLeadership?: () => void;
+  /** Called after every reconcile with controller name, key and outcome (tests count reconciles per key). */
+  onReconciled?: (controller: string, key: string, outcome: ReconcileOutcome) => void;
 }
 
 type Conn = ProviderConnection & ObjectWithMeta;
@@ -248,6 +255,7 @@ export class Operator {
         metrics: this.metrics.controller,
         concurrency,
         timeoutMs: 6 * 60_000,
+        onReconciled: (key, outcome) => this.o.onReconciled?.('providerconnection', key, outcome),
       }),
       new Controller({
         name: 'modelallowlist',
@@ -256,6 +264,7 @@ export class Operator {
         log: this.log,
         metrics: this.metrics.controller,
         concurrency: 4,
+        onReconciled: (key, outcome) => this.o.onReconciled?.('modelallowlist', key, outcome),
       }),
     );
     for (const c of this.controllers) c.start();
