@@ -2,8 +2,14 @@ import { createServer, type Server } from 'node:http';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { API_VERSION, GROUP, VERSION } from '../api/common.ts';
+import { REASON_INVALID_SPEC } from '../api/conditions.ts';
 import type { ModelAllowlist, ModelAllowlistStatus } from '../api/model-allowlist.ts';
-import { type ProviderConnection, ProviderConnectionSpec } from '../api/provider-connection.ts';
+import {
+  type ProviderConnection,
+  ProviderConnectionSpec,
+  type ProviderConnectionStatus,
+} from '../api/provider-connection.ts';
+import { describeIssues } from '../api/validate.ts';
 import type { KubeAuth } from '../kube/auth.ts';
 import { KubeClient, KubeError, resourcePath } from '../kube/client.ts';
 import { Informer, type ObjectWithMeta, objectKey } from '../kube/informer.ts';
@@ -15,6 +21,7 @@ import {
   type VerificationMemory,
 } from './logic/connection-status.ts';
 import type { AllowlistRef } from './logic/exposure.ts';
+import { planInvalidSpec } from './logic/invalid-spec.ts';
 import { verifyIfDueAndPlan } from './logic/reconcile.ts';
 import { OperatorMetrics } from './metrics.ts';
 import { type Condition, mergeConditions } from './runtime/conditions.ts';
@@ -23,6 +30,7 @@ import {
   type ReconcileContext,
   type ReconcileOutcome,
   type ReconcileResult,
+  TerminalError,
 } from './runtime/controller.ts';
 import { EventRecorder } from './runtime/events.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
@@ -340,7 +348,9 @@ export class Operator {
       return undefined;
     }
     const obj = structuredClone(cached);
-    const spec = ProviderConnectionSpec.parse(obj.spec);
+    const parsed = ProviderConnectionSpec.safeParse(obj.spec);
+    if (!parsed.success) return this.stallConnection(obj, describeIssues(parsed.error));
+    const spec = parsed.data;
     const secret = await this.resolveSecret(namespace, spec, ctx.signal);
     const allowlists: AllowlistRef[] = this.allowlistsFor(namespace, name).map((a) => ({
       name: a.metadata.name,
@@ -371,6 +381,37 @@ export class Operator {
     const plan = step.plan;
     await this.applyPlan(obj, plan, ctx);
     return plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs } : undefined;
+  }
+
+  /**
+   * A spec the API server admitted but validation refuses: Ready False and Stalled True with the errors, an
+   * Event on the transition, and no retry (the object's next generation enqueues it). The snapshot keeps the last
+   * valid spec, if there was one, so bad input takes nothing out of service.
+   */
+  private async stallConnection(obj: Conn, issues: string[]): Promise<never> {
+    const { namespace, name } = obj.metadata as { namespace: string; name: string };
+    const plan = planInvalidSpec<ProviderConnectionStatus>({
+      generation: obj.metadata.generation ?? 0,
+      issues,
+      serving: this.writer.has(`${namespace}/${name}`),
+      previousStatus: obj.status,
+      now: new Date(),
+    });
+    if (plan.statusChanged) {
+      await this.patchStatus(CONNECTIONS, namespace, name, plan.status);
+      this.metrics.statusWrites.inc({ kind: 'ProviderConnection' });
+      const before = obj.status?.conditions?.find((c) => c.type === 'Ready');
+      if (before?.reason !== REASON_INVALID_SPEC || before?.status !== plan.ready.status) {
+        await this.events.record(
+          { apiVersion: API_VERSION, kind: 'ProviderConnection', namespace, name, uid: obj.metadata.uid },
+          'Warning',
+          REASON_INVALID_SPEC,
+          plan.ready.message,
+        );
+      }
+    }
+    this.metrics.connectionUp.set({ namespace, name }, 0);
+    throw new TerminalError(`spec fails validation: ${issues.slice(0, 3).join('; ')}`);
   }
 
   private async applyPlan(obj: Conn, plan: ConnectionPlan, ctx: ReconcileContext) {

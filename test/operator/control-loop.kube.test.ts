@@ -4,9 +4,11 @@ import { KubeClient } from '../../src/kube/client.ts';
 import type { Operator } from '../../src/operator/operator.ts';
 import { type ElectionClock, LeaderElector } from '../../src/operator/runtime/leader-election.ts';
 import { createNamespace, testKubeConfig } from '../support/kube.ts';
-import { Api, eventually, log, startOperator } from './harness.ts';
+import { useMockProviders } from '../support/mocks.ts';
+import { Api, cond, eventually, log, startOperator } from './harness.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const mock = useMockProviders();
 
 let client: KubeClient;
 let api: Api;
@@ -33,6 +35,12 @@ afterAll(async () => {
   await op?.stop();
   client?.close();
 });
+
+const outcomesOf = (name: string, from = 0) =>
+  reconciles
+    .slice(from)
+    .filter((r) => r.key === `${api.ns}/${name}`)
+    .map((r) => r.outcome);
 
 describe('leader election judges expiry on its own clock, never by comparing wall clocks across replicas', () => {
   const LEASE_MS = 4000;
@@ -117,4 +125,41 @@ describe('leader election judges expiry on its own clock, never by comparing wal
       }),
     );
   }, 60_000);
+});
+
+describe('a spec the API server admits but validation refuses', () => {
+  it('ends Ready False / Stalled True (InvalidSpec) with the error, one Event, and no retries until it changes', async () => {
+    const m = await mock({ profile: 'openai' });
+    // Header names longer than 256 characters: zod refuses them; the CRD cannot bound a map's keys without a CEL
+    // rule, so the API server admits them (api.connection throws if it does not: then pick another such field).
+    const longName = `X-${'a'.repeat(300)}`;
+    await api.connection('invalid', { url: m.url, headers: { [longName]: 'v' } });
+
+    const c = await eventually(async () => {
+      const x = await api.getConnection('invalid');
+      return cond(x, 'Stalled')?.observedGeneration === x.metadata.generation ? x : undefined;
+    }, 'Stalled for the current generation');
+    expect(cond(c, 'Stalled')).toMatchObject({ status: 'True', reason: 'InvalidSpec' });
+    expect(cond(c, 'Ready')).toMatchObject({ status: 'False', reason: 'InvalidSpec' });
+    expect(cond(c, 'Ready')?.message).toMatch(
+      /^the spec fails validation: spec\.headers\.X-a+: .*expected string to have <=256 characters\. Fix the spec/,
+    );
+    expect(c.status?.observedGeneration).toBe(c.metadata.generation);
+    const events = await eventually(async () => {
+      const e = (await api.events('invalid')).filter((x) => x.reason === 'InvalidSpec');
+      return e.length ? e : undefined;
+    }, 'an InvalidSpec Event');
+    expect(events[0]?.type).toBe('Warning');
+
+    // Retrying with backoff (0.5 s, 1 s, 2 s, ...) would have reconciled several times by now.
+    await sleep(4000);
+    expect(outcomesOf('invalid')).toEqual(['terminal_error']);
+    expect((await api.events('invalid')).filter((x) => x.reason === 'InvalidSpec')).toHaveLength(1);
+    expect(m.requests).toHaveLength(0);
+
+    // The next generation is acted on again, and once valid nothing says stalled any more.
+    await api.patchConnection('invalid', { headers: { [longName]: null, 'X-Title': 'fixed' } });
+    const fixed = await api.waitReady('invalid', 'Verified');
+    expect(cond(fixed, 'Stalled')).toBeUndefined();
+  });
 });
