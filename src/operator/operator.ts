@@ -35,6 +35,7 @@ import {
 import { EventRecorder } from './runtime/events.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
 import { WorkQueue } from './runtime/queue.ts';
+import { ReferenceIndex } from './runtime/reference-index.ts';
 import { SnapshotWriter } from './snapshot-writer.ts';
 import { verifyConnection } from './verification/verify.ts';
 
@@ -74,6 +75,11 @@ interface Secret {
 }
 
 const CONNECTIONS = 'providerconnections';
+/** `namespace/name` of the Secret a connection reads its key from, for the Secret → connections index. */
+const secretRefOf = (c: Conn): string[] => {
+  const name = c.spec?.apiKeySecretRef?.name;
+  return typeof name === 'string' ? [`${c.metadata?.namespace}/${name}`] : [];
+};
 const ALLOWLISTS = 'modelallowlists';
 
 export class Operator {
@@ -83,6 +89,8 @@ export class Operator {
   private readonly log: Logger;
   private readonly events: EventRecorder;
   private readonly memory = new Map<string, VerificationMemory>();
+  /** Secret `namespace/name` → the connections whose apiKeySecretRef names it. */
+  private readonly secretRefs = new ReferenceIndex();
   private readonly connInformers: Informer<Conn>[] = [];
   private readonly allowInformers: Informer<Allow>[] = [];
   private readonly secretInformers: Informer<SecretMeta>[] = [];
@@ -220,6 +228,8 @@ export class Operator {
         this.log,
       );
       connInf.on((ev, obj, old) => {
+        if (ev === 'delete') this.secretRefs.delete(objectKey(obj));
+        else this.secretRefs.set(objectKey(obj), secretRefOf(obj));
         // Our own status writes come back as updates; only spec (generation) changes and deletes need work.
         if (ev === 'update' && old?.metadata?.generation === obj.metadata?.generation) return;
         this.connQueue.add(objectKey(obj));
@@ -234,12 +244,7 @@ export class Operator {
         if (ev !== 'delete') this.allowQueue.add(objectKey(obj));
       });
       secretInf.on((_ev, obj) => {
-        const ns = obj.metadata?.namespace;
-        for (const c of this.allConnections()) {
-          if (c.metadata?.namespace === ns && c.spec?.apiKeySecretRef?.name === obj.metadata?.name) {
-            this.connQueue.add(objectKey(c));
-          }
-        }
+        for (const key of this.secretRefs.referrers(objectKey(obj))) this.connQueue.add(key);
       });
       this.connInformers.push(connInf);
       this.allowInformers.push(allowInf);

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { KubeClient } from '../../src/kube/client.ts';
+import { Informer } from '../../src/kube/informer.ts';
 import type { Operator } from '../../src/operator/operator.ts';
 import { type ElectionClock, LeaderElector } from '../../src/operator/runtime/leader-election.ts';
 import { createNamespace, testKubeConfig } from '../support/kube.ts';
@@ -161,5 +162,52 @@ describe('a spec the API server admits but validation refuses', () => {
     await api.patchConnection('invalid', { headers: { [longName]: null, 'X-Title': 'fixed' } });
     const fixed = await api.waitReady('invalid', 'Verified');
     expect(cond(fixed, 'Stalled')).toBeUndefined();
+  });
+});
+
+describe('Secret events', () => {
+  it('reconcile exactly the connections that reference the Secret, found by index rather than a scan', async () => {
+    const m = await mock({ profile: 'openai' });
+    await api.secret('idx-shared', { apiKey: 'sk-idx-one' });
+    await api.secret('idx-other', { apiKey: 'sk-idx-two' });
+    const refs: Record<string, string | undefined> = {
+      'idx-0': 'idx-shared',
+      'idx-1': 'idx-shared',
+      'idx-2': 'idx-shared',
+      'idx-3': 'idx-other',
+      'idx-4': undefined,
+      'idx-5': 'idx-other',
+    };
+    for (const [name, secret] of Object.entries(refs)) {
+      await api.connection(name, { url: m.url, ...(secret ? { apiKeySecretRef: { name: secret } } : {}) });
+    }
+    for (const name of Object.keys(refs)) await api.waitReady(name, 'Verified');
+    // The index follows spec changes: idx-2 moves away from the shared Secret, idx-3 to it.
+    await api.patchConnection('idx-2', { apiKeySecretRef: { name: 'idx-other' } });
+    await api.patchConnection('idx-3', { apiKeySecretRef: { name: 'idx-shared' } });
+    await api.waitReady('idx-2', 'Verified');
+    await api.waitReady('idx-3', 'Verified');
+    await sleep(500); // let the reconciles of those updates finish before counting
+
+    const list = vi.spyOn(Informer.prototype, 'list');
+    try {
+      const mark = reconciles.length;
+      await api.updateSecret('idx-shared', { apiKey: 'sk-idx-three' });
+      const expected = ['idx-0', 'idx-1', 'idx-3'];
+      await eventually(
+        async () => expected.every((n) => outcomesOf(n, mark).length > 0),
+        'the referencing connections reconciled',
+      );
+      await sleep(1500); // time for any reconcile that should not happen
+      const reconciled = Object.keys(refs).filter((n) => outcomesOf(n, mark).length > 0);
+      expect(reconciled).toEqual(expected);
+      // No Secret event walked the connection cache.
+      const scans = list.mock.contexts.filter((ctx) =>
+        (ctx as unknown as { opts: { path: string } }).opts.path.includes('/providerconnections'),
+      );
+      expect(scans).toHaveLength(0);
+    } finally {
+      list.mockRestore();
+    }
   });
 });

@@ -9,6 +9,7 @@ import { computeExposure } from '../../src/operator/logic/exposure.ts';
 import { planInvalidSpec } from '../../src/operator/logic/invalid-spec.ts';
 import { mergeConditions } from '../../src/operator/runtime/conditions.ts';
 import { WorkQueue } from '../../src/operator/runtime/queue.ts';
+import { ReferenceIndex } from '../../src/operator/runtime/reference-index.ts';
 
 describe('work queue', () => {
   it('holds each key once and never hands the same key to two workers', async () => {
@@ -164,6 +165,27 @@ describe('connection status plan', () => {
     expect(f1.nextDueAt).toBeLessThanOrEqual(5_500);
     expect(f4.nextDueAt).toBeGreaterThan(f1.nextDueAt);
     expect(f4.consecutiveFailures).toBe(4);
+  });
+});
+
+describe('reference index', () => {
+  it('answers who refers to a key, following reference changes and deletes', () => {
+    const idx = new ReferenceIndex();
+    idx.set('ns/a', ['ns/s1']);
+    idx.set('ns/b', ['ns/s1']);
+    idx.set('ns/c', ['ns/s2']);
+    idx.set('ns/d', []);
+    expect(idx.referrers('ns/s1').sort()).toEqual(['ns/a', 'ns/b']);
+    idx.set('ns/b', ['ns/s2']); // b's spec now names another Secret
+    expect(idx.referrers('ns/s1')).toEqual(['ns/a']);
+    expect(idx.referrers('ns/s2').sort()).toEqual(['ns/b', 'ns/c']);
+    idx.set('ns/a', ['ns/s1']); // an update that changes nothing
+    idx.delete('ns/a');
+    expect(idx.referrers('ns/s1')).toEqual([]);
+    idx.set('ns/c', []);
+    expect(idx.referrers('ns/s2')).toEqual(['ns/b']);
+    expect(idx.referrers('other/s2')).toEqual([]);
+    expect(idx.size).toBe(1);
   });
 });
 
