@@ -1,4 +1,5 @@
 export * from './common.ts';
+export * from './conditions.ts';
 export * from './model-allowlist.ts';
 export * from './provider-connection.ts';
 export * from './validate.ts';

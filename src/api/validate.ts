@@ -12,7 +12,11 @@ export function fieldPath(path: readonly PropertyKey[]): string {
 
 /** One line per problem, `field: message`, in the order a person fixes them. */
 export function describeIssues(error: z.ZodError): string[] {
-  return error.issues.map((i) => `${fieldPath(i.path) || '(root)'}: ${i.message}`);
+  return error.issues.map((i) => {
+    // A bad map key says only "Invalid key in record"; what is wrong with the key is in its nested issues.
+    const why = i.code === 'invalid_key' ? `: ${i.issues.map((n) => n.message).join(', ')}` : '';
+    return `${fieldPath(i.path) || '(root)'}: ${i.message}${why}`;
+  });
 }
 
 export const RESOURCE_SCHEMAS = { ProviderConnection, ModelAllowlist } as const;

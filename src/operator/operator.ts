@@ -2,8 +2,14 @@ import { createServer, type Server } from 'node:http';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { API_VERSION, GROUP, VERSION } from '../api/common.ts';
+import { REASON_INVALID_SPEC } from '../api/conditions.ts';
 import type { ModelAllowlist, ModelAllowlistStatus } from '../api/model-allowlist.ts';
-import { type ProviderConnection, ProviderConnectionSpec } from '../api/provider-connection.ts';
+import {
+  type ProviderConnection,
+  ProviderConnectionSpec,
+  type ProviderConnectionStatus,
+} from '../api/provider-connection.ts';
+import { describeIssues } from '../api/validate.ts';
 import type { KubeAuth } from '../kube/auth.ts';
 import { KubeClient, KubeError, resourcePath } from '../kube/client.ts';
 import { Informer, type ObjectWithMeta, objectKey } from '../kube/informer.ts';
@@ -15,13 +21,21 @@ import {
   type VerificationMemory,
 } from './logic/connection-status.ts';
 import type { AllowlistRef } from './logic/exposure.ts';
+import { planInvalidSpec } from './logic/invalid-spec.ts';
 import { verifyIfDueAndPlan } from './logic/reconcile.ts';
 import { OperatorMetrics } from './metrics.ts';
 import { type Condition, mergeConditions } from './runtime/conditions.ts';
-import { Controller, type ReconcileContext, type ReconcileResult } from './runtime/controller.ts';
+import {
+  Controller,
+  type ReconcileContext,
+  type ReconcileOutcome,
+  type ReconcileResult,
+  TerminalError,
+} from './runtime/controller.ts';
 import { EventRecorder } from './runtime/events.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
 import { WorkQueue } from './runtime/queue.ts';
+import { ReferenceIndex } from './runtime/reference-index.ts';
 import { SnapshotWriter } from './snapshot-writer.ts';
 import { verifyConnection } from './verification/verify.ts';
 
@@ -48,6 +62,8 @@ export interface OperatorOptions {
   renewDeadlineMs?: number;
   /** Called when leadership is lost (the CLI exits so the pod restarts cleanly). */
   onLostLeadership?: () => void;
+  /** Called after every reconcile with controller name, key and outcome (tests count reconciles per key). */
+  onReconciled?: (controller: string, key: string, outcome: ReconcileOutcome) => void;
 }
 
 type Conn = ProviderConnection & ObjectWithMeta;
@@ -59,6 +75,11 @@ interface Secret {
 }
 
 const CONNECTIONS = 'providerconnections';
+/** `namespace/name` of the Secret a connection reads its key from, for the Secret → connections index. */
+const secretRefOf = (c: Conn): string[] => {
+  const name = c.spec?.apiKeySecretRef?.name;
+  return typeof name === 'string' ? [`${c.metadata?.namespace}/${name}`] : [];
+};
 const ALLOWLISTS = 'modelallowlists';
 
 export class Operator {
@@ -68,6 +89,8 @@ export class Operator {
   private readonly log: Logger;
   private readonly events: EventRecorder;
   private readonly memory = new Map<string, VerificationMemory>();
+  /** Secret `namespace/name` → the connections whose apiKeySecretRef names it. */
+  private readonly secretRefs = new ReferenceIndex();
   private readonly connInformers: Informer<Conn>[] = [];
   private readonly allowInformers: Informer<Allow>[] = [];
   private readonly secretInformers: Informer<SecretMeta>[] = [];
@@ -205,6 +228,8 @@ export class Operator {
         this.log,
       );
       connInf.on((ev, obj, old) => {
+        if (ev === 'delete') this.secretRefs.delete(objectKey(obj));
+        else this.secretRefs.set(objectKey(obj), secretRefOf(obj));
         // Our own status writes come back as updates; only spec (generation) changes and deletes need work.
         if (ev === 'update' && old?.metadata?.generation === obj.metadata?.generation) return;
         this.connQueue.add(objectKey(obj));
@@ -219,12 +244,7 @@ export class Operator {
         if (ev !== 'delete') this.allowQueue.add(objectKey(obj));
       });
       secretInf.on((_ev, obj) => {
-        const ns = obj.metadata?.namespace;
-        for (const c of this.allConnections()) {
-          if (c.metadata?.namespace === ns && c.spec?.apiKeySecretRef?.name === obj.metadata?.name) {
-            this.connQueue.add(objectKey(c));
-          }
-        }
+        for (const key of this.secretRefs.referrers(objectKey(obj))) this.connQueue.add(key);
       });
       this.connInformers.push(connInf);
       this.allowInformers.push(allowInf);
@@ -248,6 +268,7 @@ export class Operator {
         metrics: this.metrics.controller,
         concurrency,
         timeoutMs: 6 * 60_000,
+        onReconciled: (key, outcome) => this.o.onReconciled?.('providerconnection', key, outcome),
       }),
       new Controller({
         name: 'modelallowlist',
@@ -256,6 +277,7 @@ export class Operator {
         log: this.log,
         metrics: this.metrics.controller,
         concurrency: 4,
+        onReconciled: (key, outcome) => this.o.onReconciled?.('modelallowlist', key, outcome),
       }),
     );
     for (const c of this.controllers) c.start();
@@ -331,7 +353,9 @@ export class Operator {
       return undefined;
     }
     const obj = structuredClone(cached);
-    const spec = ProviderConnectionSpec.parse(obj.spec);
+    const parsed = ProviderConnectionSpec.safeParse(obj.spec);
+    if (!parsed.success) return this.stallConnection(obj, describeIssues(parsed.error));
+    const spec = parsed.data;
     const secret = await this.resolveSecret(namespace, spec, ctx.signal);
     const allowlists: AllowlistRef[] = this.allowlistsFor(namespace, name).map((a) => ({
       name: a.metadata.name,
@@ -362,6 +386,37 @@ export class Operator {
     const plan = step.plan;
     await this.applyPlan(obj, plan, ctx);
     return plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs } : undefined;
+  }
+
+  /**
+   * A spec the API server admitted but validation refuses: Ready False and Stalled True with the errors, an
+   * Event on the transition, and no retry (the object's next generation enqueues it). The snapshot keeps the last
+   * valid spec, if there was one, so bad input takes nothing out of service.
+   */
+  private async stallConnection(obj: Conn, issues: string[]): Promise<never> {
+    const { namespace, name } = obj.metadata as { namespace: string; name: string };
+    const plan = planInvalidSpec<ProviderConnectionStatus>({
+      generation: obj.metadata.generation ?? 0,
+      issues,
+      serving: this.writer.has(`${namespace}/${name}`),
+      previousStatus: obj.status,
+      now: new Date(),
+    });
+    if (plan.statusChanged) {
+      await this.patchStatus(CONNECTIONS, namespace, name, plan.status);
+      this.metrics.statusWrites.inc({ kind: 'ProviderConnection' });
+      const before = obj.status?.conditions?.find((c) => c.type === 'Ready');
+      if (before?.reason !== REASON_INVALID_SPEC || before?.status !== plan.ready.status) {
+        await this.events.record(
+          { apiVersion: API_VERSION, kind: 'ProviderConnection', namespace, name, uid: obj.metadata.uid },
+          'Warning',
+          REASON_INVALID_SPEC,
+          plan.ready.message,
+        );
+      }
+    }
+    this.metrics.connectionUp.set({ namespace, name }, 0);
+    throw new TerminalError(`spec fails validation: ${issues.slice(0, 3).join('; ')}`);
   }
 
   private async applyPlan(obj: Conn, plan: ConnectionPlan, ctx: ReconcileContext) {

@@ -125,6 +125,10 @@ export class SnapshotWriter {
     return shardChunk(await this.o.client.get<SecretObject>(this.path(name)), name);
   }
 
+  has(key: string): boolean {
+    return this.entries.has(key);
+  }
+
   keys(): string[] {
     return [...this.entries.keys()];
   }

@@ -6,8 +6,10 @@ import {
   verificationFingerprint,
 } from '../../src/operator/logic/connection-status.ts';
 import { computeExposure } from '../../src/operator/logic/exposure.ts';
+import { planInvalidSpec } from '../../src/operator/logic/invalid-spec.ts';
 import { mergeConditions } from '../../src/operator/runtime/conditions.ts';
 import { WorkQueue } from '../../src/operator/runtime/queue.ts';
+import { ReferenceIndex } from '../../src/operator/runtime/reference-index.ts';
 
 describe('work queue', () => {
   it('holds each key once and never hands the same key to two workers', async () => {
@@ -163,5 +165,103 @@ describe('connection status plan', () => {
     expect(f1.nextDueAt).toBeLessThanOrEqual(5_500);
     expect(f4.nextDueAt).toBeGreaterThan(f1.nextDueAt);
     expect(f4.consecutiveFailures).toBe(4);
+  });
+});
+
+describe('reference index', () => {
+  it('answers who refers to a key, following reference changes and deletes', () => {
+    const idx = new ReferenceIndex();
+    idx.set('ns/a', ['ns/s1']);
+    idx.set('ns/b', ['ns/s1']);
+    idx.set('ns/c', ['ns/s2']);
+    idx.set('ns/d', []);
+    expect(idx.referrers('ns/s1').sort()).toEqual(['ns/a', 'ns/b']);
+    idx.set('ns/b', ['ns/s2']); // b's spec now names another Secret
+    expect(idx.referrers('ns/s1')).toEqual(['ns/a']);
+    expect(idx.referrers('ns/s2').sort()).toEqual(['ns/b', 'ns/c']);
+    idx.set('ns/a', ['ns/s1']); // an update that changes nothing
+    idx.delete('ns/a');
+    expect(idx.referrers('ns/s1')).toEqual([]);
+    idx.set('ns/c', []);
+    expect(idx.referrers('ns/s2')).toEqual(['ns/b']);
+    expect(idx.referrers('other/s2')).toEqual([]);
+    expect(idx.size).toBe(1);
+  });
+});
+
+describe('invalid spec plan', () => {
+  const t0 = new Date('2026-01-01T00:00:00Z');
+  const t1 = new Date('2026-01-01T01:00:00Z');
+
+  it('stalls Ready and Stalled with the errors once, keeping what describes the last valid generation', () => {
+    const previous = {
+      observedGeneration: 1,
+      exposedModelCount: 3,
+      conditions: mergeConditions(
+        undefined,
+        [
+          {
+            type: 'Ready',
+            status: 'True',
+            reason: 'Verified',
+            message: '3 models exposed',
+            observedGeneration: 1,
+          },
+          { type: 'Verified', status: 'True', reason: 'Verified', message: 'ok', observedGeneration: 1 },
+        ],
+        t0,
+      ),
+    };
+    const issues = Array.from({ length: 12 }, (_, i) => `headers.h${i}: too long`);
+    const p = planInvalidSpec({ generation: 2, issues, serving: true, previousStatus: previous, now: t1 });
+    expect(p.statusChanged).toBe(true);
+    expect(p.status.observedGeneration).toBe(2);
+    expect(p.status.exposedModelCount).toBe(3);
+    const ready = p.status.conditions?.find((c) => c.type === 'Ready');
+    const stalled = p.status.conditions?.find((c) => c.type === 'Stalled');
+    expect(ready).toMatchObject({ status: 'False', reason: 'InvalidSpec', observedGeneration: 2 });
+    expect(stalled).toMatchObject({
+      status: 'True',
+      reason: 'InvalidSpec',
+      lastTransitionTime: '2026-01-01T01:00:00Z',
+    });
+    expect(ready?.message).toMatch(
+      /^the spec fails validation: spec\.headers\.h0: too long; .*spec\.headers\.h9: too long; and 2 more\./,
+    );
+    expect(ready?.message).toMatch(/the gateway serves the last valid spec/);
+    expect(p.status.conditions?.find((c) => c.type === 'Verified')?.observedGeneration).toBe(1);
+
+    const again = planInvalidSpec({
+      generation: 2,
+      issues,
+      serving: true,
+      previousStatus: p.status,
+      now: t1,
+    });
+    expect(again.statusChanged).toBe(false);
+  });
+
+  it('a later valid generation drops Stalled', () => {
+    const spec = ProviderConnectionSpec.parse({ url: 'http://127.0.0.1:1/v1', enabled: false });
+    const stalled = planInvalidSpec({
+      generation: 1,
+      issues: ['url: bad'],
+      serving: false,
+      previousStatus: undefined,
+      now: t0,
+    }).status;
+    const p = planConnection({
+      namespace: 'ns',
+      name: 'c',
+      generation: 2,
+      spec,
+      secret: { kind: 'none' },
+      allowlists: [],
+      memory: undefined,
+      previousStatus: stalled,
+      now: t1,
+    });
+    expect(p.status.conditions?.map((c) => c.type)).not.toContain('Stalled');
+    expect(p.ready).toMatchObject({ status: 'False', reason: 'Disabled' });
   });
 });

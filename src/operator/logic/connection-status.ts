@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { parseDuration } from '../../api/common.ts';
+import { CONDITION_STALLED } from '../../api/conditions.ts';
 import type { ProviderConnectionSpec, ProviderConnectionStatus } from '../../api/provider-connection.ts';
 import { STATUS_MODELS_MAX } from '../../api/provider-connection.ts';
 import type { SnapshotConnection } from '../../snapshot/schema.ts';
@@ -249,7 +250,11 @@ export function planConnection(o: ConnectionObservation): ConnectionPlan {
       ? exposure.exposed
       : [];
   const desired = compileConditions(o, exposedModels.length, discovered?.length);
-  const conditions = mergeConditions(o.previousStatus?.conditions as Condition[] | undefined, desired, now);
+  // Stalled (InvalidSpec) describes a generation the operator refused; a generation it plans for is not stalled.
+  const previous = (o.previousStatus?.conditions as Condition[] | undefined)?.filter(
+    (c) => c.type !== CONDITION_STALLED,
+  );
+  const conditions = mergeConditions(previous, desired, now);
   const ready = desired.find((c) => c.type === 'Ready') as DesiredCondition;
 
   const prefix = spec.modelPrefix ? `${spec.modelPrefix}.` : '';

@@ -15,8 +15,11 @@ export interface ReconcileContext {
 
 export type Reconciler = (key: string, ctx: ReconcileContext) => Promise<ReconcileResult | undefined>;
 
-/** An error that retrying cannot fix (invalid input): logged, not requeued. */
+/** An error that retrying cannot fix (invalid input): logged, not requeued; a change to the object enqueues it. */
 export class TerminalError extends Error {}
+
+/** How one reconcile ended, as counted in plugboard_operator_reconcile_total's `result` label. */
+export type ReconcileOutcome = 'success' | 'requeue' | 'error' | 'terminal_error';
 
 export class ControllerMetrics {
   readonly reconciles: Counter<'controller' | 'result'>;
@@ -55,6 +58,8 @@ export interface ControllerOptions {
   concurrency?: number;
   /** Upper bound on one reconcile, so a stuck call never holds a worker. */
   timeoutMs?: number;
+  /** Called after every reconcile with its key and outcome (per-key counts without a per-key metric label). */
+  onReconciled?: (key: string, outcome: ReconcileOutcome) => void;
 }
 
 /** Runs reconcile workers over a queue with controller-runtime's reconcileHandler semantics. */
@@ -95,25 +100,24 @@ export class Controller {
       const onStop = () => ac.abort(new Error('controller stopping'));
       this.abort.signal.addEventListener('abort', onStop, { once: true });
       const end = metrics.duration.startTimer({ controller: name });
+      let outcome: ReconcileOutcome | undefined;
       try {
         const res = await this.opts.reconcile(key, { log, signal: ac.signal });
         queue.forget(key);
         if (res?.requeueAfterMs !== undefined) queue.addAfter(key, res.requeueAfterMs);
-        metrics.reconciles.inc({
-          controller: name,
-          result: res?.requeueAfterMs !== undefined ? 'requeue' : 'success',
-        });
+        outcome = res?.requeueAfterMs !== undefined ? 'requeue' : 'success';
       } catch (err) {
         if (this.abort.signal.aborted) {
           queue.done(key);
           return;
         }
         if (err instanceof TerminalError) {
-          metrics.reconciles.inc({ controller: name, result: 'terminal_error' });
+          queue.forget(key);
+          outcome = 'terminal_error';
           log.error({ err: err.message }, 'reconcile failed; not retrying');
         } else {
           const delay = queue.addRateLimited(key);
-          metrics.reconciles.inc({ controller: name, result: 'error' });
+          outcome = 'error';
           log.warn(
             { err: (err as Error).message, retryInMs: Math.round(delay) },
             'reconcile failed; retrying',
@@ -125,6 +129,10 @@ export class Controller {
         end();
         queue.done(key);
         metrics.depth.set({ controller: name }, queue.depth);
+        if (outcome) {
+          metrics.reconciles.inc({ controller: name, result: outcome });
+          this.opts.onReconciled?.(key, outcome);
+        }
       }
     }
   }

@@ -9,7 +9,20 @@ export interface LeaderElectionOptions {
   leaseDurationMs?: number;
   renewDeadlineMs?: number;
   retryPeriodMs?: number;
+  /** Give the Lease up on stop() so another replica takes over at once (client-go's ReleaseOnCancel). */
+  releaseOnStop?: boolean;
+  clock?: ElectionClock;
 }
+
+/** The elector's time sources; injected so a test can play a replica whose wall clock is wrong. */
+export interface ElectionClock {
+  /** Wall-clock ms since the epoch: only written into the Lease (acquireTime, renewTime) for people to read. */
+  now(): number;
+  /** Monotonic ms: every expiry and deadline decision. */
+  monotonic(): number;
+}
+
+export const systemClock: ElectionClock = { now: () => Date.now(), monotonic: () => performance.now() };
 
 interface Lease {
   metadata: { name: string; namespace: string; resourceVersion?: string };
@@ -24,9 +37,25 @@ interface Lease {
 
 const microTime = (d: Date) => d.toISOString().replace('Z', '000Z');
 
+/** What identifies one write of the Lease record: any renewal, release or take-over changes it. */
+const recordOf = (spec: Lease['spec']) =>
+  JSON.stringify([
+    spec.holderIdentity ?? '',
+    spec.leaseDurationSeconds ?? 0,
+    spec.acquireTime ?? '',
+    spec.renewTime ?? '',
+    spec.leaseTransitions ?? 0,
+  ]);
+
 /**
  * Leader election on a coordination.k8s.io/v1 Lease, as client-go does it: acquire when free or expired,
  * renew every retry period, give up leadership when renewals fail past the renew deadline, release on stop.
+ *
+ * Expiry never compares another replica's renewTime with this replica's wall clock, which would let a skewed
+ * clock steal a lease that is being renewed or wait out minutes for a holder that is gone. A replica remembers
+ * when, on its own monotonic clock, it first saw the current record; the lease has expired once the record has
+ * not changed for leaseDurationSeconds since then. So a candidate that starts beside a dead holder waits one
+ * lease duration, and skew between clocks does not matter (only a difference in their rates would).
  */
 export class LeaderElector {
   private readonly client: KubeClient;
@@ -35,6 +64,8 @@ export class LeaderElector {
   private readonly abort = new AbortController();
   private leading = false;
   private loop: Promise<void> | undefined;
+  /** The Lease record as last read or written, and when (monotonic) this replica first saw it. */
+  private observed: { record: string; at: number } | undefined;
 
   constructor(client: KubeClient, opts: LeaderElectionOptions, log: Logger) {
     this.client = client;
@@ -44,6 +75,8 @@ export class LeaderElector {
       leaseDurationMs: opts.leaseDurationMs ?? 15_000,
       renewDeadlineMs: opts.renewDeadlineMs ?? 10_000,
       retryPeriodMs: opts.retryPeriodMs ?? 2_000,
+      releaseOnStop: opts.releaseOnStop ?? true,
+      clock: opts.clock ?? systemClock,
     };
   }
 
@@ -61,7 +94,7 @@ export class LeaderElector {
     await this.loop;
     if (this.leading) {
       this.leading = false;
-      await this.release();
+      if (this.o.releaseOnStop) await this.release();
     }
   }
 
@@ -69,8 +102,13 @@ export class LeaderElector {
     return `/apis/coordination.k8s.io/v1/namespaces/${this.o.namespace}/leases${name ? `/${name}` : ''}`;
   }
 
+  private observe(spec: Lease['spec']): void {
+    const record = recordOf(spec);
+    if (record !== this.observed?.record) this.observed = { record, at: this.o.clock.monotonic() };
+  }
+
   private async tryAcquireOrRenew(): Promise<boolean> {
-    const now = new Date();
+    const now = new Date(this.o.clock.now());
     const spec = {
       holderIdentity: this.o.identity,
       leaseDurationSeconds: Math.ceil(this.o.leaseDurationMs / 1000),
@@ -82,7 +120,7 @@ export class LeaderElector {
     } catch (err) {
       if (!KubeError.is(err, 404)) throw err;
       try {
-        await this.client.request('POST', this.path(), {
+        const created = await this.client.request<Lease>('POST', this.path(), {
           body: {
             apiVersion: 'coordination.k8s.io/v1',
             kind: 'Lease',
@@ -90,19 +128,21 @@ export class LeaderElector {
             spec: { ...spec, acquireTime: microTime(now), leaseTransitions: 0 },
           },
         });
+        this.observe(created.spec);
         return true;
       } catch (e) {
         if (KubeError.is(e, 409)) return false;
         throw e;
       }
     }
+    this.observe(lease.spec);
     const held = lease.spec.holderIdentity;
-    const renewed = lease.spec.renewTime ? Date.parse(lease.spec.renewTime) : 0;
-    const expired = renewed + (lease.spec.leaseDurationSeconds ?? 0) * 1000 < now.getTime();
-    if (held && held !== this.o.identity && !expired) return false;
     const mine = held === this.o.identity;
+    const since = this.o.clock.monotonic() - (this.observed?.at ?? 0);
+    const expired = since >= (lease.spec.leaseDurationSeconds ?? 0) * 1000;
+    if (held && !mine && !expired) return false;
     try {
-      await this.client.request('PUT', this.path(this.o.name), {
+      const written = await this.client.request<Lease>('PUT', this.path(this.o.name), {
         body: {
           ...lease,
           spec: {
@@ -114,6 +154,7 @@ export class LeaderElector {
         },
         timeoutMs: this.o.retryPeriodMs * 2,
       });
+      this.observe(written.spec);
       return true;
     } catch (err) {
       if (KubeError.is(err, 409)) return false;
@@ -130,7 +171,7 @@ export class LeaderElector {
       } catch (err) {
         this.log.warn({ err: (err as Error).message }, 'lease update failed');
       }
-      const now = performance.now();
+      const now = this.o.clock.monotonic();
       if (ok) {
         lastRenew = now;
         if (!this.leading) {
