@@ -4,9 +4,12 @@
  * streaming at concurrency 1 and 32. Every server and the load generator run in separate processes on loopback.
  * Prints throughput and added latency (p50/p99 over direct) with ratios to direct and to the floor, the gateway's
  * RSS idle and under load, and a check of 1,000 concurrent open streams through the gateway.
+ *
+ * `BENCH_BASELINE=<git ref>` adds the gateway as built from that ref (a temporary worktree, compiled with tsc) as
+ * one more target, measured in the same rounds: how a change compares with what it replaces, in one run.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -20,6 +23,7 @@ const CELL_MS = Number(process.env.BENCH_CELL_MS ?? 2000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const WARMUP_MS = 700;
 const children: ChildProcess[] = [];
+const worktrees: string[] = [];
 
 function start(args: string[], env: Record<string, string> = {}): ChildProcess {
   const child = spawn(NODE, args, {
@@ -115,37 +119,57 @@ async function main(): Promise<void> {
     // production settings (JSON access logs at info, the chart's heap sizing), output discarded so the bench
     // process does not compete
     const gwNodeOptions = process.env.BENCH_GATEWAY_NODE_OPTIONS ?? chartNodeOptions('gateway');
-    const gwPort = await freePort();
-    const gw = spawn(
-      NODE,
-      [
-        ...(process.env.GATEWAY_PROF ? ['--cpu-prof', '--cpu-prof-dir=reports/prof'] : []),
-        'bin/plugboard.js',
-        'gateway',
-        '--config-file',
-        snap,
-        '--listen',
-        `127.0.0.1:${gwPort}`,
-        // experiments only, e.g. BENCH_GATEWAY_ARGS='--log-level warn'; the figures quoted use none
-        ...(process.env.BENCH_GATEWAY_ARGS?.split(' ').filter(Boolean) ?? []),
-      ],
-      {
-        cwd: ROOT,
-        // The compiled output, as the image runs it (npm run bench:gateway builds it first).
-        env: { ...process.env, PLUGBOARD_FROM_DIST: '1', NODE_OPTIONS: gwNodeOptions },
-        stdio: ['ignore', 'ignore', 'inherit'],
-      },
-    );
-    children.push(gw);
-    const gwUrl = `http://127.0.0.1:${gwPort}`;
-    await waitHttp(`${gwUrl}/readyz`);
+    const startGateway = async (root: string): Promise<{ url: string; pid?: number }> => {
+      const port = await freePort();
+      const child = spawn(
+        NODE,
+        [
+          ...(process.env.GATEWAY_PROF ? ['--cpu-prof', '--cpu-prof-dir=reports/prof'] : []),
+          join(root, 'bin/plugboard.js'),
+          'gateway',
+          '--config-file',
+          snap,
+          '--listen',
+          `127.0.0.1:${port}`,
+          // experiments only, e.g. BENCH_GATEWAY_ARGS='--log-level warn'; the figures quoted use none
+          ...(process.env.BENCH_GATEWAY_ARGS?.split(' ').filter(Boolean) ?? []),
+        ],
+        {
+          cwd: root,
+          // The compiled output, as the image runs it (npm run bench:gateway builds it first).
+          env: { ...process.env, PLUGBOARD_FROM_DIST: '1', NODE_OPTIONS: gwNodeOptions },
+          stdio: ['ignore', 'ignore', 'inherit'],
+        },
+      );
+      children.push(child);
+      const url = `http://127.0.0.1:${port}`;
+      await waitHttp(`${url}/readyz`);
+      return { url, pid: child.pid };
+    };
+    const gw = await startGateway(ROOT);
+    const gwUrl = gw.url;
     await sleep(1000);
     const gwIdleRss = rssMiB(gw.pid);
+
+    const baselineRef = process.env.BENCH_BASELINE;
+    let baseline: { name: string; url: string; pid?: number } | undefined;
+    if (baselineRef) {
+      const dir = join(tmp, 'baseline');
+      execFileSync('git', ['worktree', 'add', '--detach', dir, baselineRef], { cwd: ROOT, stdio: 'ignore' });
+      worktrees.push(dir);
+      symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+      execFileSync(join(ROOT, 'node_modules/.bin/tsc'), ['-p', 'tsconfig.build.json'], {
+        cwd: dir,
+        stdio: 'inherit',
+      });
+      baseline = { name: `plugboard@${baselineRef}`, ...(await startGateway(dir)) };
+    }
 
     const targets: { name: string; url: string; pid?: number; headers?: Record<string, string> }[] = [
       { name: 'direct', url: upstream, pid: up.pid },
       { name: 'floor (undici)', url: floorUrl, pid: fl.pid },
       { name: 'plugboard', url: gwUrl, pid: gw.pid },
+      ...(baseline ? [baseline] : []),
     ];
     let portkeyNote = '';
     try {
@@ -334,6 +358,17 @@ async function main(): Promise<void> {
             : ''),
       );
     }
+    if (baseline)
+      for (const mode of ['json', 'stream'])
+        for (const c of [1, 32])
+          console.log(
+            `${mode}, concurrency ${c}: plugboard / ${baseline.name} throughput = ${f(ratio('plugboard', baseline.name, mode, c), 2)}` +
+              ` (rounds: ${perRound('plugboard', baseline.name, mode, c)
+                .map((x) => f(x, 2))
+                .join(
+                  ', ',
+                )}); added p50 ${f(added('plugboard', mode, c, 'p50'))} vs ${f(added(baseline.name, mode, c, 'p50'))} ms`,
+          );
     console.log(
       `plugboard major GCs per 10,000 requests: ${[...gwGc]
         .map(([k, g]) => `${k.replace('|', ' c=')} ${f((g.gcs * 10_000) / Math.max(1, g.requests), 1)}`)
@@ -361,6 +396,8 @@ async function main(): Promise<void> {
     );
   } finally {
     for (const c of children) c.kill('SIGKILL');
+    for (const w of worktrees)
+      execFileSync('git', ['worktree', 'remove', '--force', w], { cwd: ROOT, stdio: 'ignore' });
     rmSync(tmp, { recursive: true, force: true });
   }
 }
