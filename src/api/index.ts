@@ -2,3 +2,4 @@ export * from './common.ts';
 export * from './model-allowlist.ts';
 export * from './provider-connection.ts';
 export * from './validate.ts';
+export * from './verification.ts';
