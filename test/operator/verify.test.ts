@@ -1,5 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { AllowlistReadyReasons } from '../../src/api/model-allowlist.ts';
+import { VerificationReasons } from '../../src/api/verification.ts';
 import type { MockProvider } from '../../src/mock-provider/index.ts';
 import { type VerifyTarget, verifyConnection } from '../../src/operator/verification/verify.ts';
 import { useMockProviders } from '../support/mocks.ts';
@@ -321,5 +325,14 @@ describe('verification failures become reasons a person can act on', () => {
     const m = await mock({ profile: 'openai', tls: true });
     const out = await verifyConnection(target(m));
     expect(out.reason).toBe('TLSError');
+  });
+});
+
+describe('reasons are documented', () => {
+  it('every verification and allowlist reason has a row in docs/operator.md saying what to do', () => {
+    const doc = readFileSync(join(import.meta.dirname, '..', '..', 'docs', 'operator.md'), 'utf8');
+    for (const reason of [...VerificationReasons, ...AllowlistReadyReasons]) {
+      expect(doc, reason).toMatch(new RegExp(`^\\| \`${reason}\`[^|]*\\|[^|]+\\|[^|]+\\|$`, 'm'));
+    }
   });
 });
