@@ -352,7 +352,7 @@ function planAllowlist(
       'Ready',
       'False',
       'GlobNeedsModelList',
-      `${globs.map((x) => JSON.stringify(x)).join(', ')} can never match: ${why}, so a glob has nothing to match; replace it with the exact model IDs you use${exposedModels.length > 0 ? ` (the ${exposedModels.length} exact IDs are exposed)` : ''}`,
+      `${globs.map((x) => JSON.stringify(x)).join(', ')} can never match: ${why}; replace ${globs.length > 1 ? 'them' : 'it'} with the exact model IDs you use${exposedModels.length > 0 ? ` (the ${exposedModels.length} exact IDs are exposed)` : ''}`,
       g,
     );
   } else if (connReady.status !== 'True' && exposedModels.length === 0) {
