@@ -63,9 +63,9 @@ interface Dialect {
   paged: boolean;
   /**
    * The path of the verification probe (POST {@link PROBE_BODY}) that checks the URL and key of an upstream
-   * that does not list its models; undefined when a missing model list can only mean a wrong URL.
+   * that does not list its models; or, where a missing model list can only mean a wrong URL, what to check.
    */
-  probe(apiVersion: string | undefined): string | undefined;
+  probe(apiVersion: string | undefined): { path: string } | { wrongUrl: string };
   /** A proxied endpoint (`chat/completions`, ...), for the model the upstream knows as `upstreamModel`. */
   inference(endpoint: string, upstreamModel: string, apiVersion: string | undefined): string;
   /**
@@ -82,7 +82,7 @@ const DIALECTS: Record<ProviderType, Dialect> = {
   OpenAI: {
     models: () => '/models',
     paged: false,
-    probe: () => '/chat/completions',
+    probe: () => ({ path: '/chat/completions' }),
     inference: (endpoint) => `/${endpoint}`,
     exposedId: (listed) => (/^models\/[^/]+$/.test(listed) ? listed.slice('models/'.length) : listed),
   },
@@ -91,7 +91,7 @@ const DIALECTS: Record<ProviderType, Dialect> = {
     models: (_v, afterId) =>
       `/models?${new URLSearchParams({ limit: '1000', ...(afterId ? { after_id: afterId } : {}) })}`,
     paged: true,
-    probe: () => '/chat/completions',
+    probe: () => ({ path: '/chat/completions' }),
     inference: (endpoint) => `/${endpoint}`,
     exposedId: same,
   },
@@ -101,7 +101,12 @@ const DIALECTS: Record<ProviderType, Dialect> = {
     paged: false,
     // The dated API serves /openai/models on every version it supports, so a 404 there means a wrong URL or
     // api-version; its chat path needs a deployment name, which verification does not have.
-    probe: (v) => (isAzureV1(v) ? `/openai/v1/chat/completions${azureQuery(v)}` : undefined),
+    probe: (v) =>
+      isAzureV1(v)
+        ? { path: `/openai/v1/chat/completions${azureQuery(v)}` }
+        : {
+            wrongUrl: `Azure serves its model list on every api-version it supports, so spec.url is not the resource endpoint (https://<resource>.openai.azure.com, no path) or azure.apiVersion ${JSON.stringify(v)} is not one Azure supports`,
+          },
     inference: (endpoint, deployment, v) => {
       if (isAzureV1(v)) return `/openai/v1/${endpoint}${azureQuery(v)}`;
       // The Responses API is not per deployment.

@@ -74,20 +74,21 @@ export function modelsRequest(
 
 /**
  * The verification probe for an upstream that does not list its models, per dialect: POST {@link PROBE_BODY} to
- * its chat completions path with the key as inference sends it. Undefined where the dialect has none.
+ * its chat completions path with the key as inference sends it; where the dialect has none, what a missing
+ * model list says is wrong.
  */
 export function probeRequest(
   t: VerifyTarget,
-): { url: string; headers: Record<string, string>; body: string } | undefined {
-  const path = dialect(t.provider).probe(t.azureApiVersion);
-  if (path === undefined) return undefined;
+): { url: string; headers: Record<string, string>; body: string } | { wrongUrl: string } {
+  const probe = dialect(t.provider).probe(t.azureApiVersion);
+  if (!('path' in probe)) return probe;
   const headers: Record<string, string> = {
     accept: 'application/json',
     ...t.headers,
     'content-type': 'application/json',
     ...credentialHeaders(t.provider, t.apiKey, 'inference'),
   };
-  return { url: t.url + path, headers, body: PROBE_BODY };
+  return { url: t.url + probe.path, headers, body: PROBE_BODY };
 }
 
 /** Removes the key from anything an upstream says back before it reaches status, events or logs. */
@@ -309,15 +310,12 @@ async function probeUnlisted(
 ): Promise<Failure> {
   const listing = `${models.what} returned HTTP ${models.status}`;
   const probe = probeRequest(t);
-  if (!probe) {
+  if ('wrongUrl' in probe) {
     return {
       ok: false,
       reason: 'EndpointNotFound',
       statusCode: models.status,
-      message:
-        t.provider === 'AzureOpenAI'
-          ? `${listing}: Azure serves its model list on every api-version it supports, so spec.url is not the resource endpoint (https://<resource>.openai.azure.com, no path) or azure.apiVersion ${JSON.stringify(t.azureApiVersion)} is not one Azure supports`
-          : `${listing}; check spec.url`,
+      message: `${listing}: ${probe.wrongUrl}`,
     };
   }
   const a = await exchange(x, 'POST', probe.url, probe.headers, probe.body);
