@@ -3,3 +3,4 @@ export * from './conditions.ts';
 export * from './model-allowlist.ts';
 export * from './provider-connection.ts';
 export * from './validate.ts';
+export * from './verification.ts';

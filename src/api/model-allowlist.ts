@@ -56,6 +56,30 @@ export const ModelAllowlistStatus = z
   .meta({ description: 'Observed state, written by the operator.' });
 export type ModelAllowlistStatus = z.output<typeof ModelAllowlistStatus>;
 
+/** The reasons of a ModelAllowlist's `Ready` condition (docs/operator.md says what to do about each). */
+export const AllowlistReadyReasons = [
+  /** Every listed ID and glob is served. */
+  'ModelsExposed',
+  /** Listed IDs (or globs matching nothing) the upstream does not offer; status.missingModels names them. */
+  'ModelsMissing',
+  /**
+   * Globs on a connection whose upstream lists no models (no /models, or Azure, whose deployments are not
+   * listed): a glob can only match a list, so it never matches anything there.
+   */
+  'GlobNeedsModelList',
+  /** The connection is not Ready and nothing of this list is served. */
+  'ConnectionNotReady',
+  /** The connection has spec.enabled false. */
+  'ConnectionDisabled',
+  /** spec.connectionRef names no ProviderConnection in the namespace. */
+  'ConnectionNotFound',
+] as const;
+export type AllowlistReadyReason = (typeof AllowlistReadyReasons)[number];
+
+/** Ready reasons that are the allowlist's own fault rather than its connection's: fix the list itself. */
+export const ALLOWLIST_FAULTS: readonly AllowlistReadyReason[] = ['ModelsMissing', 'GlobNeedsModelList'];
+export const isAllowlistFault = (reason: string) => (ALLOWLIST_FAULTS as readonly string[]).includes(reason);
+
 export const ModelAllowlist = z.object({
   apiVersion: z.literal(API_VERSION),
   kind: z.literal('ModelAllowlist'),

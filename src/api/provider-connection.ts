@@ -107,7 +107,13 @@ export const ProviderConnectionSpec = withRules(
             /^[0-9]{4}-[0-9]{2}-[0-9]{2}(-preview)?$|^v1$|^latest$|^preview$/,
             'must look like 2024-10-21, 2024-02-15-preview, v1, latest or preview',
           )
-          .meta({ description: 'Azure OpenAI api-version query parameter, e.g. 2024-10-21.' }),
+          .meta({
+            description:
+              'A date (2024-10-21, 2025-04-01-preview) selects the deployments API: ' +
+              '{url}/openai/deployments/{deployment}/...?api-version={date}. v1, latest or preview select the v1 ' +
+              "API: {url}/openai/v1/..., the deployment named by the request body's model (v1 sends no " +
+              'api-version, latest and preview send theirs).',
+          }),
       })
       .optional()
       .meta({

@@ -1,3 +1,4 @@
+import { isAllowlistFault } from '../api/model-allowlist.ts';
 import type { ProviderConnection, ProviderConnectionStatus } from '../api/provider-connection.ts';
 import type { VerificationMemory } from '../operator/logic/connection-status.ts';
 import type { AllowlistRef } from '../operator/logic/exposure.ts';
@@ -145,7 +146,7 @@ export class LocalReconciler {
     }
     for (const a of plan.allowlists) {
       const ready = a.conditions.find((c) => c.type === 'Ready');
-      if (ready && ready.status !== 'True' && ready.reason === 'ModelsMissing') {
+      if (ready && ready.status !== 'True' && isAllowlistFault(ready.reason)) {
         this.o.log.warn(
           { allowlist: `${namespace}/${a.name}`, reason: ready.reason, message: ready.message },
           'allowlist not ready',

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { isAllowlistFault } from '../api/model-allowlist.ts';
 import { type Verifier, verifyIfDueAndPlan } from '../operator/logic/reconcile.ts';
 import { verifyConnection } from '../operator/verification/verify.ts';
 import type { ConditionSummary } from '../snapshot/schema.ts';
@@ -106,7 +107,7 @@ export async function checkConnections(
         file: loaded ? `${loaded.origin.file}#${loaded.origin.doc}` : '',
         connection: c.name,
         // A disabled or failing connection is reported on its own line; the allowlist fails for its own faults.
-        result: disabled ? 'skip' : ready.reason === 'ModelsMissing' ? 'fail' : 'pass',
+        result: disabled ? 'skip' : isAllowlistFault(ready.reason) ? 'fail' : 'pass',
         ready,
         missingModels: a.missingModels,
       });

@@ -1,6 +1,6 @@
 import { Pool } from 'undici';
 import { type SafeConnectorOptions, safeConnector } from '../net/safe-connect.ts';
-import { credentialHeaders } from '../providers/dialects.ts';
+import { credentialHeaders, dialect } from '../providers/dialects.ts';
 import type { SnapshotConnection } from '../snapshot/schema.ts';
 
 /** The OpenAI API paths the gateway proxies, relative to a connection's base URL. */
@@ -53,10 +53,11 @@ export interface UpstreamTarget {
 }
 
 /**
- * Where a request goes, per dialect; the credential headers come from src/providers/dialects.ts.
+ * Where a request goes: path and credential headers come from the connection's dialect (src/providers/dialects.ts):
  * - OpenAI and Anthropic (its OpenAI compatibility layer): `{url}/{endpoint}`.
- * - AzureOpenAI: `{url}/openai/deployments/{deployment}/{endpoint}?api-version=`; the Responses API is not per
- *   deployment: `{url}/openai/responses?api-version=`.
+ * - AzureOpenAI, dated api-version: `{url}/openai/deployments/{deployment}/{endpoint}?api-version=`; the Responses
+ *   API is not per deployment: `{url}/openai/responses?api-version=`.
+ * - AzureOpenAI, api-version v1/latest/preview: `{url}/openai/v1/{endpoint}`, the deployment in the body's model.
  * Connection `headers` are added first, so they can never override the credentials.
  */
 export function upstreamTarget(
@@ -86,14 +87,7 @@ function computeTarget(c: SnapshotConnection, endpoint: Endpoint, upstreamModel:
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(c.headers)) headers[k.toLowerCase()] = v;
   Object.assign(headers, credentialHeaders(c.provider, c.apiKey, 'inference'));
-  let path = `${basePath}/${endpoint}`;
-  if (c.provider === 'AzureOpenAI') {
-    const q = `?api-version=${encodeURIComponent(c.azureApiVersion ?? '')}`;
-    path =
-      endpoint === 'responses'
-        ? `${basePath}/openai/responses${q}`
-        : `${basePath}/openai/deployments/${encodeURIComponent(upstreamModel)}/${endpoint}${q}`;
-  }
+  const path = basePath + dialect(c.provider).inference(endpoint, upstreamModel, c.azureApiVersion);
   return Object.freeze({ origin, path, headers: Object.freeze(headers) });
 }
 

@@ -1,6 +1,6 @@
 /**
- * Simulated upstream providers (OpenAI, Azure OpenAI, Anthropic, Gemini, DeepSeek, Perplexity, MiniMax, OpenRouter,
- * GitHub Models and a server without /models) with their wire quirks, for every test suite and
+ * Simulated upstream providers (OpenAI, Azure OpenAI, Anthropic, Gemini, DeepSeek, Mistral, Perplexity, MiniMax,
+ * OpenRouter, GitHub Models and a server without /models) with their wire quirks, for every test suite and
  * `plugboard mock-provider`.
  */
 export { MOCK_PROFILES } from './profiles.ts';
@@ -11,5 +11,6 @@ export type {
   MockProfileName,
   MockProvider,
   MockProviderOptions,
+  MockQuirks,
   RecordedRequest,
 } from './types.ts';

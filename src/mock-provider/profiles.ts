@@ -1,4 +1,4 @@
-import type { MockProfileName } from './types.ts';
+import type { MockProfileName, MockQuirks } from './types.ts';
 
 export const MOCK_PROFILES: readonly MockProfileName[] = [
   'openai',
@@ -11,6 +11,7 @@ export const MOCK_PROFILES: readonly MockProfileName[] = [
   'openrouter',
   'no-models',
   'github-models',
+  'mistral',
 ];
 
 /** What went wrong, independent of how a provider spells it. */
@@ -30,28 +31,19 @@ export interface ErrorReply {
   body: string;
 }
 
-/** How a profile lists its models, or why it cannot. */
-export type ModelsStyle =
-  | 'openai' // {object:'list', data:[{id, object:'model', created, owned_by}]}
-  | 'ownedOnly' // deepseek, gemini: {object:'list', data:[{id, object:'model', owned_by}]}
-  | 'openrouter' // {data:[{id, name, created, context_length, pricing, ...}]} (no `object`)
-  | 'azure' // GET /openai/models?api-version=
-  | 'anthropic' // paginated, x-api-key + anthropic-version
-  | 'none-json' // 404 with the provider's error JSON
-  | 'none-text'; // 404 text/plain "404 page not found"
-
-export interface MockProfile {
+export interface MockProfile extends MockQuirks {
   name: MockProfileName;
   /** Path prefix of the base URL an admin configures ('' for the origin itself). */
   basePath: string;
   auth: 'bearer' | 'azure' | 'anthropic';
-  models: ModelsStyle;
   defaultModels: string[];
   /** owned_by in model lists. */
   owner: string;
   /** Prefix of chat completion ids. */
   chatIdPrefix: string;
   error(kind: ErrorKind, message: string, status?: number): ErrorReply;
+  /** The reply to a wrong key, where it is not `error('auth')` (Google: 400 API_KEY_INVALID). */
+  wrongKey?: () => ErrorReply;
 }
 
 const STATUS: Record<ErrorKind, number> = {
@@ -146,6 +138,39 @@ function googleError(kind: ErrorKind, message: string, status = STATUS[kind]): E
   return json(status, { error: { code: status, message, status: s[kind] } });
 }
 
+/**
+ * Google answers a wrong API key with 400 INVALID_ARGUMENT and the ErrorInfo reason API_KEY_INVALID, and its
+ * OpenAI compatibility layer wraps the error in a one-element array.
+ */
+function googleKeyInvalid(): ErrorReply {
+  const message = 'API key not valid. Please pass a valid API key.';
+  return json(400, [
+    {
+      error: {
+        code: 400,
+        message,
+        status: 'INVALID_ARGUMENT',
+        details: [
+          {
+            '@type': 'type.googleapis.com/google.rpc.ErrorInfo',
+            reason: 'API_KEY_INVALID',
+            domain: 'googleapis.com',
+            metadata: { service: 'generativelanguage.googleapis.com' },
+          },
+          { '@type': 'type.googleapis.com/google.rpc.LocalizedMessage', locale: 'en-US', message },
+        ],
+      },
+    },
+  ]);
+}
+
+/** Mistral: its gateway's `{"message":"Unauthorized"}` for a key, the API's `{"object":"error", ...}` otherwise. */
+function mistralError(kind: ErrorKind, message: string, status = STATUS[kind]): ErrorReply {
+  if (kind === 'auth') return json(status, { message: 'Unauthorized', request_id: 'mock' });
+  const type = kind === 'server' || kind === 'overloaded' ? 'internal_server_error' : 'invalid_request_error';
+  return json(status, { object: 'error', message, type, param: null, code: null });
+}
+
 function perplexityError(kind: ErrorKind, message: string, status = STATUS[kind]): ErrorReply {
   const type: Record<ErrorKind, string> = {
     auth: 'unauthorized',
@@ -217,6 +242,8 @@ export const PROFILES: Record<MockProfileName, MockProfile> = {
     owner: 'system',
     chatIdPrefix: 'chatcmpl-',
     error: openaiError,
+    pathBeforeKey: false,
+    invalidStatus: 400,
   },
   azure: {
     name: 'azure',
@@ -235,6 +262,8 @@ export const PROFILES: Record<MockProfileName, MockProfile> = {
     owner: 'system',
     chatIdPrefix: 'chatcmpl-',
     error: azureError,
+    pathBeforeKey: false,
+    invalidStatus: 400,
   },
   anthropic: {
     name: 'anthropic',
@@ -245,16 +274,21 @@ export const PROFILES: Record<MockProfileName, MockProfile> = {
     owner: 'anthropic',
     chatIdPrefix: 'msg_',
     error: anthropicError,
+    pathBeforeKey: false,
+    invalidStatus: 400,
   },
   gemini: {
     name: 'gemini',
     basePath: '/v1beta/openai',
     auth: 'bearer',
-    models: 'ownedOnly',
+    models: 'google',
     defaultModels: ['gemini-2.5-pro', 'gemini-2.5-flash', 'gemini-2.0-flash', 'gemini-embedding-001'],
     owner: 'google',
     chatIdPrefix: '',
     error: googleError,
+    wrongKey: googleKeyInvalid,
+    pathBeforeKey: true,
+    invalidStatus: 400,
   },
   deepseek: {
     name: 'deepseek',
@@ -265,6 +299,8 @@ export const PROFILES: Record<MockProfileName, MockProfile> = {
     owner: 'deepseek',
     chatIdPrefix: '',
     error: openaiError,
+    pathBeforeKey: false,
+    invalidStatus: 400,
   },
   perplexity: {
     name: 'perplexity',
@@ -275,6 +311,8 @@ export const PROFILES: Record<MockProfileName, MockProfile> = {
     owner: 'perplexity',
     chatIdPrefix: '',
     error: perplexityError,
+    pathBeforeKey: true,
+    invalidStatus: 400,
   },
   minimax: {
     name: 'minimax',
@@ -285,6 +323,8 @@ export const PROFILES: Record<MockProfileName, MockProfile> = {
     owner: 'minimax',
     chatIdPrefix: '',
     error: minimaxError,
+    pathBeforeKey: false,
+    invalidStatus: 400,
   },
   openrouter: {
     name: 'openrouter',
@@ -295,6 +335,8 @@ export const PROFILES: Record<MockProfileName, MockProfile> = {
     owner: 'openrouter',
     chatIdPrefix: 'gen-',
     error: openrouterError,
+    pathBeforeKey: false,
+    invalidStatus: 400,
   },
   'no-models': {
     name: 'no-models',
@@ -305,6 +347,8 @@ export const PROFILES: Record<MockProfileName, MockProfile> = {
     owner: 'local',
     chatIdPrefix: 'chatcmpl-',
     error: openaiError,
+    pathBeforeKey: true,
+    invalidStatus: 400,
   },
   'github-models': {
     name: 'github-models',
@@ -315,6 +359,21 @@ export const PROFILES: Record<MockProfileName, MockProfile> = {
     owner: 'github',
     chatIdPrefix: 'chatcmpl-',
     error: githubError,
+    pathBeforeKey: false,
+    invalidStatus: 400,
+  },
+  mistral: {
+    name: 'mistral',
+    basePath: '/v1',
+    auth: 'bearer',
+    models: 'openai',
+    defaultModels: ['mistral-large-latest', 'mistral-small-latest', 'codestral-latest', 'mistral-embed'],
+    owner: 'mistralai',
+    chatIdPrefix: '',
+    error: mistralError,
+    pathBeforeKey: false,
+    // FastAPI: a request body that fails validation is a 422 with pydantic's `detail` list.
+    invalidStatus: 422,
   },
 };
 

@@ -60,11 +60,25 @@ interface Ctx {
 }
 
 const newId = (n = 12) => randomBytes(n).toString('hex');
+
+/** The inference paths every profile serves (POST), relative to its base. */
+const POST_ROUTES = new Set([
+  '/chat/completions',
+  '/completions',
+  '/embeddings',
+  '/audio/speech',
+  '/audio/transcriptions',
+  '/audio/translations',
+  '/images/generations',
+  '/images/edits',
+  '/responses',
+]);
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
 export async function startMockProvider(opts: MockProviderOptions): Promise<MockProvider> {
-  const profile: MockProfile | undefined = PROFILES[opts.profile];
-  if (!profile) throw new Error(`unknown mock provider profile ${JSON.stringify(opts.profile)}`);
+  const base: MockProfile | undefined = PROFILES[opts.profile];
+  if (!base) throw new Error(`unknown mock provider profile ${JSON.stringify(opts.profile)}`);
+  const profile: MockProfile = { ...base, ...opts.quirks };
   const host = opts.host ?? '127.0.0.1';
   let models = opts.models ? [...opts.models] : defaultModelIds(opts.profile, opts.modelCount);
   let modelSet = new Set(models);
@@ -234,6 +248,10 @@ export async function startMockProvider(opts: MockProviderOptions): Promise<Mock
       return false;
     }
     if (bearer === apiKey) return true;
+    if (bearer !== undefined && profile.wrongKey) {
+      sendError(ctx, profile.wrongKey());
+      return false;
+    }
     if (bearer === undefined) {
       fail(
         ctx,
@@ -266,6 +284,8 @@ export async function startMockProvider(opts: MockProviderOptions): Promise<Mock
     switch (profile.models) {
       case 'ownedOnly':
         return { id, object: 'model', owned_by: profile.owner };
+      case 'google':
+        return { id: `models/${id}`, object: 'model', owned_by: profile.owner };
       case 'openrouter': {
         const [vendor = 'vendor', name = id] = id.split('/');
         return {
@@ -318,9 +338,14 @@ export async function startMockProvider(opts: MockProviderOptions): Promise<Mock
     }
   };
 
+  const listsModels = profile.models !== 'none-json' && profile.models !== 'none-text';
+
+  /** The answer of a server without /models. */
+  const noModelList = (ctx: Ctx) =>
+    profile.models === 'none-text' ? notFoundPath(ctx) : fail(ctx, 'not_found', 'Not Found');
+
   const listModels = (ctx: Ctx) => {
-    if (profile.models === 'none-text') return notFoundPath(ctx);
-    if (profile.models === 'none-json') return fail(ctx, 'not_found', 'Not Found');
+    if (!listsModels) return noModelList(ctx);
     if (profile.models === 'anthropic') {
       const limitRaw = ctx.query.get('limit');
       const limit = limitRaw === null ? 20 : Number(limitRaw);
@@ -355,8 +380,7 @@ export async function startMockProvider(opts: MockProviderOptions): Promise<Mock
   };
 
   const retrieveModel = (ctx: Ctx, id: string) => {
-    if (profile.models === 'none-text') return notFoundPath(ctx);
-    if (profile.models === 'none-json') return fail(ctx, 'not_found', 'Not Found');
+    if (!listsModels) return noModelList(ctx);
     const i = models.indexOf(normalizeModel(id));
     if (i < 0) return fail(ctx, 'model_not_found', `The model \`${id}\` does not exist`);
     return sendJson(ctx, 200, modelEntry(models[i] as string, i));
@@ -411,6 +435,20 @@ export async function startMockProvider(opts: MockProviderOptions): Promise<Mock
     return extra;
   };
 
+  /** A request body the API refuses: the profile's 400, or FastAPI's 422 with pydantic's `detail` list. */
+  const invalid = (ctx: Ctx, message: string, missing: string[]) => {
+    if (profile.invalidStatus !== 422) return fail(ctx, 'bad_request', message);
+    return sendJson(ctx, 422, {
+      object: 'error',
+      message: {
+        detail: missing.map((f) => ({ type: 'missing', loc: ['body', f], msg: 'Field required', input: {} })),
+      },
+      type: 'invalid_request_error',
+      param: null,
+      code: null,
+    });
+  };
+
   const chatCompletions = async (ctx: Ctx, deployment: string | undefined) => {
     const body = jsonBody(ctx);
     if (!body) return;
@@ -419,12 +457,13 @@ export async function startMockProvider(opts: MockProviderOptions): Promise<Mock
         if (body[p] !== undefined) return fail(ctx, 'bad_request', `Unsupported parameter: ${p}`);
       }
     }
+    if (body.messages === undefined) {
+      const missing =
+        deployment === undefined && body.model === undefined ? ['model', 'messages'] : ['messages'];
+      return invalid(ctx, "Missing required parameter: 'messages'.", missing);
+    }
     if (!Array.isArray(body.messages) || body.messages.length === 0) {
-      return fail(
-        ctx,
-        'bad_request',
-        "Invalid 'messages': empty array. Expected an array with minimum length 1.",
-      );
+      return invalid(ctx, "Invalid 'messages': empty array. Expected an array with minimum length 1.", []);
     }
     const model = requireModel(ctx, body.model, deployment);
     if (model === undefined) return;
@@ -808,20 +847,34 @@ export async function startMockProvider(opts: MockProviderOptions): Promise<Mock
     let deployment: string | undefined;
     if (profile.name === 'azure') {
       if (!path.startsWith('/openai/')) return fail(ctx, 'not_found', 'Resource not found');
-      if (!ctx.query.get('api-version')) {
-        return sendJson(ctx, 400, {
-          error: {
-            code: 'MissingApiVersionParameter',
-            message: 'The api-version query parameter (?api-version=) is required for all requests.',
-          },
-        });
-      }
-      const m = /^\/openai\/deployments\/([^/]+)(\/.+)$/.exec(path);
-      if (m) {
-        deployment = decodeURIComponent(m[1] as string);
-        rest = m[2] as string;
+      const version = ctx.query.get('api-version');
+      if (path.startsWith('/openai/v1/')) {
+        // The v1 API takes no dated api-version; `preview` and `latest` opt into preview features.
+        if (version !== null && version !== 'preview' && version !== 'latest') {
+          return sendJson(ctx, 400, {
+            error: { code: 'BadRequest', message: `API version not supported: ${version}` },
+          });
+        }
+        rest = path.slice('/openai/v1'.length);
       } else {
-        rest = path.slice('/openai'.length);
+        if (!version) {
+          return sendJson(ctx, 400, {
+            error: {
+              code: 'MissingApiVersionParameter',
+              message: 'The api-version query parameter (?api-version=) is required for all requests.',
+            },
+          });
+        }
+        // The deployments API knows only dated versions; any other is not found.
+        if (!/^\d{4}-\d{2}-\d{2}(-preview)?$/.test(version))
+          return fail(ctx, 'not_found', 'Resource not found');
+        const m = /^\/openai\/deployments\/([^/]+)(\/.+)$/.exec(path);
+        if (m) {
+          deployment = decodeURIComponent(m[1] as string);
+          rest = m[2] as string;
+        } else {
+          rest = path.slice('/openai'.length);
+        }
       }
     } else {
       const base = profile.basePath;
@@ -830,6 +883,8 @@ export async function startMockProvider(opts: MockProviderOptions): Promise<Mock
     }
 
     const isModels = deployment === undefined && (rest === '/models' || rest.startsWith('/models/'));
+    const served = isModels ? method === 'GET' && listsModels : method === 'POST' && POST_ROUTES.has(rest);
+    if (!served && profile.pathBeforeKey) return isModels ? noModelList(ctx) : notFoundPath(ctx);
     if (!authorized(ctx, isModels)) return;
 
     if (method === 'GET' && isModels) {

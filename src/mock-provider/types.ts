@@ -10,7 +10,8 @@ export type MockProfileName =
   | 'minimax'
   | 'openrouter'
   | 'no-models'
-  | 'github-models';
+  | 'github-models'
+  | 'mistral';
 
 export type MockFailure =
   /** `times`: fail that many requests, then recover; default forever. */
@@ -31,8 +32,37 @@ export type MockFailure =
 
 export type MockFailureScope = 'all' | 'models' | 'inference';
 
+/** How a profile lists its models, or why it cannot. */
+export type ModelsStyle =
+  | 'openai' // {object:'list', data:[{id, object:'model', created, owned_by}]}
+  | 'ownedOnly' // deepseek: {object:'list', data:[{id, object:'model', owned_by}]}
+  | 'google' // gemini: {object:'list', data:[{id:'models/<id>', object:'model', owned_by}]}
+  | 'openrouter' // {data:[{id, name, created, context_length, pricing, ...}]} (no `object`)
+  | 'azure' // GET /openai/models?api-version= (or /openai/v1/models)
+  | 'anthropic' // paginated, x-api-key + anthropic-version
+  | 'none-json' // 404 with the provider's error JSON
+  | 'none-text'; // 404 text/plain "404 page not found"
+
+/**
+ * The quirks of a profile that a test may override to combine them differently (e.g. Mistral's 422 on an
+ * upstream without /models); every profile's defaults are the real provider's behaviour.
+ */
+export interface MockQuirks {
+  /** How /models answers; `none-json`/`none-text` for a server that does not list its models. */
+  models: ModelsStyle;
+  /**
+   * true: a path the server does not serve is a 404 before the key is looked at, as servers that route before
+   * they authenticate do; false: a wrong key is a 401 on any path under the base.
+   */
+  pathBeforeKey: boolean;
+  /** The status of a request body the API refuses (no messages, no model): 400, or 422 from FastAPI servers. */
+  invalidStatus: 400 | 422;
+}
+
 export interface MockProviderOptions {
   profile: MockProfileName;
+  /** Overrides of the profile's quirks. */
+  quirks?: Partial<MockQuirks>;
   /** Default 127.0.0.1. */
   host?: string;
   /** Default 0 (a free port). */

@@ -200,7 +200,16 @@ export class Operator {
         nextDueAt: 0,
         consecutiveFailures: 0,
         lastGood: {
-          models: c.models.map((m) => ({ id: m.upstreamId, created: m.created, ownedBy: m.ownedBy })),
+          models: c.models.map((m) => {
+            // The exposed ID without the connection's prefix; the listed ID when the upstream spells it otherwise.
+            const id = c.modelPrefix ? m.id.slice(c.modelPrefix.length + 1) : m.id;
+            return {
+              id,
+              ...(id !== m.upstreamId ? { upstreamId: m.upstreamId } : {}),
+              created: m.created,
+              ownedBy: m.ownedBy,
+            };
+          }),
           at,
         },
       });

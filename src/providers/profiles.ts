@@ -121,7 +121,8 @@ export const PROVIDER_PROFILES: readonly ProviderProfile[] = [
     models: ['sonar-pro', 'sonar-reasoning-pro', 'sonar-deep-research'],
     dropParams: ['stop', 'frequency_penalty'],
     notes:
-      'Perplexity has no /models endpoint: the allowlist names the models. It rejects stop and frequency_penalty.',
+      'Perplexity has no /models endpoint: the allowlist names the exact model IDs (a glob needs a model list). ' +
+      'It rejects stop and frequency_penalty.',
   },
   {
     id: 'minimax',
@@ -208,7 +209,9 @@ export const PROVIDER_PROFILES: readonly ProviderProfile[] = [
     allowlist: 'required',
     models: ['my-gpt-4o-deployment'],
     azureApiVersion: '2024-10-21',
-    notes: 'Model IDs are deployment names: list yours in the allowlist. Requests use the api-key header.',
+    notes:
+      'Model IDs are deployment names: list yours in the allowlist. Requests use the api-key header. ' +
+      "apiVersion v1 selects Azure's v1 API ({url}/openai/v1/..., the deployment in the body).",
   },
   {
     id: 'litellm',

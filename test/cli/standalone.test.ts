@@ -277,3 +277,79 @@ describe('plugboard standalone', () => {
     expect(res.status).toBe(0);
   });
 });
+
+describe('plugboard standalone: upstreams that list models differently, or not at all', () => {
+  const GEMINI_KEY = 'AIza-standalone-gemini-0042';
+  const AZURE_KEY = 'az-standalone-0042';
+  const PPLX_KEY = 'pplx-standalone-0042';
+  let gemini: MockProvider;
+  let azure: MockProvider;
+  let pplx: MockProvider;
+  let dir: string;
+  let cli: Cli;
+  let url: string;
+
+  beforeAll(async () => {
+    [gemini, azure, pplx] = await Promise.all([
+      startMockProvider({ profile: 'gemini', apiKey: GEMINI_KEY }),
+      startMockProvider({ profile: 'azure', apiKey: AZURE_KEY }),
+      startMockProvider({ profile: 'perplexity', apiKey: PPLX_KEY }),
+    ]);
+    dir = mkdtempSync(join(tmpdir(), 'plugboard-dialects-'));
+    const secret = (name: string, key: string) =>
+      `apiVersion: v1\nkind: Secret\nmetadata: {name: ${name}}\nstringData: {apiKey: '${key}'}`;
+    const connection = (name: string, spec: string) =>
+      `apiVersion: plugboard.dev/v1alpha1\nkind: ProviderConnection\nmetadata: {name: ${name}}\nspec: {${spec}}`;
+    const allowlist = (name: string, models: string) =>
+      `apiVersion: plugboard.dev/v1alpha1\nkind: ModelAllowlist\nmetadata: {name: ${name}}\nspec: {connectionRef: {name: ${name}}, models: ${models}}`;
+    writeFileSync(
+      join(dir, 'all.yaml'),
+      [
+        secret('gemini', GEMINI_KEY),
+        connection('gemini', `url: '${gemini.url}', apiKeySecretRef: {name: gemini}`),
+        allowlist('gemini', '[gemini-2.5-pro]'),
+        secret('azure', AZURE_KEY),
+        connection(
+          'azure',
+          `provider: AzureOpenAI, url: '${azure.url}', apiKeySecretRef: {name: azure}, azure: {apiVersion: v1}`,
+        ),
+        allowlist('azure', '[my-gpt-4o-deployment]'),
+        secret('pplx-wrong', 'pplx-wrong-key'),
+        connection('pplx-badkey', `url: '${pplx.url}', apiKeySecretRef: {name: pplx-wrong}`),
+        allowlist('pplx-badkey', '[sonar-pro]'),
+        secret('pplx', PPLX_KEY),
+        connection('pplx-badurl', `url: '${pplx.origin}/v2', apiKeySecretRef: {name: pplx}`),
+        allowlist('pplx-badurl', '[sonar-reasoning-pro]'),
+      ].join('\n---\n'),
+    );
+    cli = new Cli(['standalone', '-f', dir, '--listen', '127.0.0.1:0']);
+    url = (await cli.waitFor(/"url":"(http:\/\/[^"]+)","msg":"plugboard standalone is serving/))[1] as string;
+  });
+
+  afterAll(async () => {
+    await cli?.stop();
+    await Promise.all([gemini, azure, pplx].map((m) => m?.close()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reports each connection honestly: no Ready for a wrong key or base URL behind a missing /models', async () => {
+    const byName = Object.fromEntries((await connections(url)).map((c) => [c.name, c.ready]));
+    expect(byName.gemini).toMatchObject({ status: 'True', reason: 'Verified' });
+    expect(byName.azure).toMatchObject({ status: 'True', reason: 'Verified' });
+    expect(byName['pplx-badkey']).toMatchObject({ status: 'False', reason: 'Unauthorized' });
+    expect(byName['pplx-badurl']).toMatchObject({ status: 'False', reason: 'EndpointNotFound' });
+    const models = await getJson<{ data: { id: string }[] }>(`${url}/v1/models`);
+    expect(models.data.map((m) => m.id).sort()).toEqual(['gemini-2.5-pro', 'my-gpt-4o-deployment']);
+  });
+
+  it('routes Gemini by the ID it listed (models/<id>) and Azure v1 by the deployment in the body', async () => {
+    expect(await chat(url, 'gemini-2.5-pro', 'hi gemini')).toBe('Hello from gemini! You said: hi gemini');
+    const g = gemini.requests.filter((r) => r.method === 'POST').at(-1);
+    expect(g?.path).toBe('/v1beta/openai/chat/completions');
+    expect(g?.body).toMatchObject({ model: 'models/gemini-2.5-pro' });
+    expect(await chat(url, 'my-gpt-4o-deployment', 'hi azure')).toBe('Hello from azure! You said: hi azure');
+    const a = azure.requests.filter((r) => r.method === 'POST').at(-1);
+    expect(a).toMatchObject({ path: '/openai/v1/chat/completions', query: {} });
+    expect(a?.body).toMatchObject({ model: 'my-gpt-4o-deployment' });
+  });
+});

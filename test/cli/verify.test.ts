@@ -89,12 +89,14 @@ describe('plugboard verify --connect', () => {
   const KEY = 'sk-verify-connect-key-0042';
   let openai: MockProvider;
   let noModels: MockProvider;
+  let keyedNoModels: MockProvider;
   let dir: string;
   let refused: string;
 
   beforeAll(async () => {
     openai = await startMockProvider({ profile: 'openai', apiKey: KEY });
     noModels = await startMockProvider({ profile: 'no-models' });
+    keyedNoModels = await startMockProvider({ profile: 'no-models', apiKey: KEY });
     dir = mkdtempSync(join(tmpdir(), 'plugboard-connect-'));
     const srv = createServer();
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
@@ -104,6 +106,7 @@ describe('plugboard verify --connect', () => {
   afterAll(async () => {
     await openai.close();
     await noModels.close();
+    await keyedNoModels.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -111,8 +114,9 @@ describe('plugboard verify --connect', () => {
     `apiVersion: v1\nkind: Secret\nmetadata: {name: key}\nstringData: {apiKey: '${key}'}\n---\n`;
   const connection = (url: string, withKey = true) =>
     `apiVersion: plugboard.dev/v1alpha1\nkind: ProviderConnection\nmetadata: {name: up}\nspec: {url: '${url}'${withKey ? ', apiKeySecretRef: {name: key}' : ''}}\n`;
-  const allowlist =
-    '---\napiVersion: plugboard.dev/v1alpha1\nkind: ModelAllowlist\nmetadata: {name: up}\nspec: {connectionRef: {name: up}, models: [local-model]}\n';
+  const allowlistOf = (models: string) =>
+    `---\napiVersion: plugboard.dev/v1alpha1\nkind: ModelAllowlist\nmetadata: {name: up}\nspec: {connectionRef: {name: up}, models: ${models}}\n`;
+  const allowlist = allowlistOf('[local-model]');
 
   const cases: { name: string; yaml: () => string; exit: number; line: RegExp }[] = [
     {
@@ -138,6 +142,24 @@ describe('plugboard verify --connect', () => {
       yaml: () => connection(noModels.url, false) + allowlist,
       exit: 0,
       line: /^PASS {2}default\/up ModelsEndpointUnsupported: 1 allowlisted models exposed/m,
+    },
+    {
+      name: 'a wrong key on an upstream without /models, with an allowlist → Unauthorized, exit 1',
+      yaml: () => secret('sk-wrong') + connection(keyedNoModels.url) + allowlist,
+      exit: 1,
+      line: /^FAIL {2}default\/up Unauthorized: the upstream rejected the API key \(HTTP 401 to the verification probe POST \/v1\/chat\/completions/m,
+    },
+    {
+      name: 'a wrong base URL without /models, with an allowlist → EndpointNotFound, exit 1',
+      yaml: () => connection(`${noModels.origin}/api`, false) + allowlist,
+      exit: 1,
+      line: /^FAIL {2}default\/up EndpointNotFound: GET \/api\/models returned HTTP 404 and POST \/api\/chat\/completions returned HTTP 404/m,
+    },
+    {
+      name: 'a glob on an upstream without /models → GlobNeedsModelList, exit 1',
+      yaml: () => connection(noModels.url, false) + allowlistOf('[local-model, "local-*"]'),
+      exit: 1,
+      line: /^FAIL {2}allowlist default\/up GlobNeedsModelList: "local-\*" can never match: the upstream does not list its models/m,
     },
     {
       name: 'ConnectionRefused → exit 1',

@@ -26,6 +26,19 @@ describe('provider rules', () => {
         models: ['my-gpt-4o-deployment', 'whisper'],
         azureApiVersion: '2024-10-21',
       }),
+      conn(azure, {
+        name: 'azure-v1',
+        apiKey: 'az-key-1234',
+        models: ['gpt-4o-mini', 'text-embedding-3-small'],
+        azureApiVersion: 'v1',
+      }),
+      conn(azure, {
+        name: 'azure-preview',
+        apiKey: 'az-key-1234',
+        models: ['gpt-4o'],
+        azureApiVersion: 'preview',
+        modelPrefix: 'pv',
+      }),
       conn(anthropic, { name: 'claude', apiKey: 'sk-ant-1234', models: ['claude-sonnet-4-5'] }),
       conn(pplx, {
         name: 'pplx',
@@ -64,6 +77,28 @@ describe('provider rules', () => {
     });
     expect(typeof tr.text).toBe('string');
     expect(azure.requests.at(-1)?.path).toBe('/openai/deployments/whisper/audio/transcriptions');
+  });
+
+  it("Azure's v1 API: /openai/v1/{endpoint}, the deployment in the body, api-version only for preview", async () => {
+    const res = await h.client().chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'hi v1' }],
+    });
+    expect(res.choices[0]?.message.content).toBe('Hello from azure! You said: hi v1');
+    let rec = azure.requests.at(-1);
+    expect(rec).toMatchObject({ path: '/openai/v1/chat/completions', query: {} });
+    expect(rec?.body).toMatchObject({ model: 'gpt-4o-mini' });
+    expect(rec?.headers['api-key']).toBe('az-key-1234');
+    const emb = await h.client().embeddings.create({ model: 'text-embedding-3-small', input: 'x' });
+    expect(emb.data).toHaveLength(1);
+    expect(azure.requests.at(-1)?.path).toBe('/openai/v1/embeddings');
+
+    await h
+      .client()
+      .chat.completions.create({ model: 'pv.gpt-4o', messages: [{ role: 'user', content: 'p' }] });
+    rec = azure.requests.at(-1);
+    expect(rec).toMatchObject({ path: '/openai/v1/chat/completions', query: { 'api-version': 'preview' } });
+    expect(rec?.body).toMatchObject({ model: 'gpt-4o' });
   });
 
   it('Anthropic: the compat layer gets its key, streaming works', async () => {

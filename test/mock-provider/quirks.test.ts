@@ -36,6 +36,7 @@ describe('mock provider quirks', () => {
       openrouter: '/api/v1',
       'no-models': '/v1',
       'github-models': '/inference',
+      mistral: '/v1',
     };
     expect([...MOCK_PROFILES].sort()).toEqual(Object.keys(expected).sort());
     for (const profile of MOCK_PROFILES) {
@@ -187,6 +188,86 @@ describe('mock provider quirks', () => {
     expect((await fetch(`${gh.url}/models`)).status).toBe(404);
     const catalog = (await (await fetch(`${gh.origin}/catalog/models`)).json()) as { id: string }[];
     expect(catalog.map((c) => c.id)).toContain('openai/gpt-4.1');
+  });
+
+  it('the order of path and key: perplexity answers 404 for an unknown path before the key, openai checks the key first', async () => {
+    const pplx = await mock({ profile: 'perplexity', apiKey: 'right' });
+    const wrong = { authorization: 'Bearer wrong' };
+    expect((await fetch(`${pplx.url}/models`, { headers: wrong })).status).toBe(404);
+    expect((await fetch(`${pplx.url}/v2/chat/completions`, { method: 'POST', headers: wrong })).status).toBe(
+      404,
+    );
+    expect((await chat(`${pplx.url}/chat/completions`, {}, wrong)).status).toBe(401);
+    const oai = await mock({ profile: 'openai', apiKey: 'right' });
+    expect((await fetch(`${oai.url}/nope`, { headers: wrong })).status).toBe(401);
+    expect((await fetch(`${oai.url}/nope`, { headers: { authorization: 'Bearer right' } })).status).toBe(404);
+  });
+
+  it('a chat request without messages is refused after the key check: 400, or 422 with pydantic detail (mistral)', async () => {
+    const oai = await mock({ profile: 'openai', apiKey: 'k' });
+    expect(
+      (await chat(`${oai.url}/chat/completions`, { max_tokens: 1 }, { authorization: 'Bearer x' })).status,
+    ).toBe(401);
+    const bad = await chat(`${oai.url}/chat/completions`, { max_tokens: 1 });
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ error: { message: "Missing required parameter: 'messages'." } });
+    const mistral = await mock({ profile: 'mistral' });
+    const res = await chat(`${mistral.url}/chat/completions`, { max_tokens: 1 });
+    expect(res.status).toBe(422);
+    expect(await res.json()).toMatchObject({
+      object: 'error',
+      message: { detail: [{ loc: ['body', 'model'] }, { loc: ['body', 'messages'] }] },
+    });
+    expect((await fetch(`${mistral.url}/models`)).status).toBe(200);
+    const unlisted = await mock({ profile: 'mistral', quirks: { models: 'none-json' } });
+    expect((await fetch(`${unlisted.url}/models`)).status).toBe(404);
+  });
+
+  it('gemini: lists models/<id>, chat takes both spellings, a wrong key is 400 API_KEY_INVALID in an array', async () => {
+    const m = await mock({ profile: 'gemini', apiKey: 'AIza-right' });
+    const auth = { authorization: 'Bearer AIza-right' };
+    const list = (await (await fetch(`${m.url}/models`, { headers: auth })).json()) as {
+      data: { id: string }[];
+    };
+    expect(list.data.map((d) => d.id)).toContain('models/gemini-2.5-pro');
+    const messages = [{ role: 'user', content: 'hi' }];
+    for (const model of ['gemini-2.5-pro', 'models/gemini-2.5-pro']) {
+      expect((await chat(`${m.url}/chat/completions`, { model, messages }, auth)).status, model).toBe(200);
+    }
+    const wrong = await fetch(`${m.url}/models`, { headers: { authorization: 'Bearer AIza-wrong' } });
+    expect(wrong.status).toBe(400);
+    expect(await wrong.json()).toMatchObject([
+      { error: { status: 'INVALID_ARGUMENT', details: [{ reason: 'API_KEY_INVALID' }, {}] } },
+    ]);
+  });
+
+  it('azure v1: /openai/v1/chat/completions names the deployment in the body and takes no dated api-version', async () => {
+    const m = await mock({ profile: 'azure', apiKey: 'az' });
+    const post = (path: string, body: unknown) =>
+      fetch(`${m.url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'api-key': 'az' },
+        body: JSON.stringify(body),
+      });
+    const messages = [{ role: 'user', content: 'hi v1' }];
+    const ok = await post('/openai/v1/chat/completions', { model: 'my-gpt-4o-deployment', messages });
+    expect(ok.status).toBe(200);
+    expect(((await ok.json()) as { model: string }).model).toBe('my-gpt-4o-deployment');
+    expect(
+      (await post('/openai/v1/chat/completions?api-version=preview', { model: 'gpt-4o', messages })).status,
+    ).toBe(200);
+    expect((await post('/openai/v1/chat/completions', { model: 'nope', messages })).status).toBe(404);
+    expect(
+      (await post('/openai/v1/chat/completions?api-version=2024-10-21', { model: 'gpt-4o', messages }))
+        .status,
+    ).toBe(400);
+    // The deployments API knows dated versions only.
+    expect(
+      (await post('/openai/deployments/my-gpt-4o-deployment/chat/completions?api-version=v1', { messages }))
+        .status,
+    ).toBe(404);
+    const list = await fetch(`${m.url}/openai/v1/models`, { headers: { 'api-key': 'az' } });
+    expect(list.status).toBe(200);
   });
 
   it('perplexity: rejects stop and frequency_penalty, adds citations', async () => {

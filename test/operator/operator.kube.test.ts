@@ -144,6 +144,99 @@ describe('operator against a real API server', () => {
     expect(entry.dropParams).toEqual(['stop']);
   });
 
+  it('without /models, a wrong key or a wrong base URL is not Ready even with an allowlist', async () => {
+    // Perplexity answers 404 for a path it does not serve before it looks at the key.
+    const up = await mock({ profile: 'perplexity', apiKey: 'pplx-right' });
+    await api.secret('pplx-wrong', { apiKey: 'pplx-wrong-key' });
+    await api.secret('pplx-right', { apiKey: 'pplx-right' });
+    await api.connection('pplx-badkey', { url: up.url, apiKeySecretRef: { name: 'pplx-wrong' } });
+    await api.connection('pplx-badurl', { url: `${up.origin}/v2`, apiKeySecretRef: { name: 'pplx-right' } });
+    await api.allowlist('pplx-badkey', 'pplx-badkey', ['sonar-pro']);
+    await api.allowlist('pplx-badurl', 'pplx-badurl', ['sonar-pro']);
+
+    const badKey = await api.waitReady('pplx-badkey', 'Unauthorized');
+    expect(cond(badKey, 'Ready')?.status).toBe('False');
+    expect(cond(badKey, 'Verified')?.message).toMatch(
+      /rejected the API key \(HTTP 401 to the verification probe/,
+    );
+    expect(JSON.stringify(badKey.status)).not.toContain('pplx-wrong-key');
+    const badUrl = await api.waitReady('pplx-badurl', 'EndpointNotFound');
+    expect(cond(badUrl, 'Ready')?.message).toMatch(
+      /GET \/v2\/models returned HTTP 404 and POST \/v2\/chat\/completions/,
+    );
+    for (const name of ['pplx-badkey', 'pplx-badurl']) {
+      expect((await api.getConnection(name)).status?.exposedModelCount).toBe(0);
+      const a = await eventually(async () => {
+        const x = await api.getAllowlist(name);
+        return cond(x, 'Ready')?.reason === 'ConnectionNotReady' ? x : undefined;
+      }, `${name} allowlist not ready`);
+      expect(a.status?.exposedModels).toEqual([]);
+    }
+    const snap = await eventually(async () => {
+      const x = await api.snapshot();
+      return x?.connections.some((e) => e.name === 'pplx-badurl') ? x : undefined;
+    }, 'both in the snapshot');
+    for (const name of ['pplx-badkey', 'pplx-badurl']) {
+      expect(snap.connections.find((x) => x.name === name)).toMatchObject({ serving: false, models: [] });
+    }
+    // The probe spent no tokens: a chat request without model and messages, refused before any model ran.
+    const probes = up.requests.filter((r) => r.method === 'POST');
+    expect(probes.length).toBeGreaterThan(0);
+    for (const r of probes) expect(r.body).toEqual({ max_tokens: 1 });
+  });
+
+  it('a glob on an upstream without a model list is reported on its allowlist', async () => {
+    await api.allowlist('pplx-globs', 'pplx', ['sonar-pro', 'sonar-*']);
+    const a = await eventually(async () => {
+      const x = await api.getAllowlist('pplx-globs');
+      return cond(x, 'Ready')?.reason === 'GlobNeedsModelList' ? x : undefined;
+    }, 'glob reported');
+    expect(cond(a, 'Ready')?.status).toBe('False');
+    expect(cond(a, 'Ready')?.message).toMatch(
+      /^"sonar-\*" can never match: the upstream does not list its models/,
+    );
+    expect(a.status?.exposedModels).toEqual(['sonar-pro']);
+    await api.deleteAllowlist('pplx-globs');
+  });
+
+  it('Gemini lists models/<id>: allowlists match <id>, the snapshot sends the listed ID upstream', async () => {
+    const gem = await mock({ profile: 'gemini', apiKey: 'AIza-gemini' });
+    await api.secret('gemini', { apiKey: 'AIza-gemini' });
+    await api.connection('gemini', { url: gem.url, apiKeySecretRef: { name: 'gemini' } });
+    await api.allowlist('gemini', 'gemini', ['gemini-2.5-pro', 'gemini-2.0-*']);
+    const a = await eventually(async () => {
+      const x = await api.getAllowlist('gemini');
+      return cond(x, 'Ready')?.status === 'True' ? x : undefined;
+    }, 'gemini allowlist ready');
+    expect(a.status?.exposedModels).toEqual(['gemini-2.0-flash', 'gemini-2.5-pro']);
+    const c = await api.waitReady('gemini', 'Verified');
+    expect(c.status?.models).toEqual(['gemini-2.0-flash', 'gemini-2.5-pro']);
+    const entry = await eventually(
+      async () => (await api.snapshot())?.connections.find((x) => x.name === 'gemini' && x.serving),
+      'gemini snapshot',
+    );
+    expect(entry.models).toEqual([
+      expect.objectContaining({ id: 'gemini-2.0-flash', upstreamId: 'models/gemini-2.0-flash' }),
+      expect.objectContaining({ id: 'gemini-2.5-pro', upstreamId: 'models/gemini-2.5-pro' }),
+    ]);
+  });
+
+  it("Azure's v1 API (apiVersion v1) is verified at /openai/v1/models", async () => {
+    const az = await mock({ profile: 'azure', apiKey: 'az-v1' });
+    await api.secret('az-v1', { apiKey: 'az-v1' });
+    await api.connection('az-v1', {
+      provider: 'AzureOpenAI',
+      url: az.url,
+      apiKeySecretRef: { name: 'az-v1' },
+      azure: { apiVersion: 'v1' },
+    });
+    await api.allowlist('az-v1', 'az-v1', ['my-gpt-4o-deployment']);
+    const c = await api.waitReady('az-v1', 'Verified');
+    expect(c.status?.models).toEqual(['my-gpt-4o-deployment']);
+    const req = az.requests.find((r) => r.method === 'GET');
+    expect(req).toMatchObject({ path: '/openai/v1/models', query: {} });
+  });
+
   it('Azure exposes the allowlisted deployment names', async () => {
     const az = await mock({ profile: 'azure', apiKey: 'az' });
     await api.secret('az', { apiKey: 'az' });

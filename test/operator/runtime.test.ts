@@ -88,16 +88,34 @@ describe('model exposure', () => {
       { name: 'b', models: ['o3', 'o4'] },
     ]);
     expect(e.exposed.map((m) => m.id)).toEqual(['gpt-4o', 'gpt-4o-mini', 'o3']);
-    expect(e.perAllowlist.get('b')).toEqual({ exposed: ['o3'], missing: ['o4'] });
+    expect(e.perAllowlist.get('b')).toEqual({ exposed: ['o3'], missing: ['o4'], unmatchable: [] });
+  });
+
+  it('matches a listed model by its exposed ID or by the ID the upstream listed (Gemini models/<id>)', () => {
+    const gemini = [
+      { id: 'gemini-2.5-pro', upstreamId: 'models/gemini-2.5-pro' },
+      { id: 'gemini-2.0-flash', upstreamId: 'models/gemini-2.0-flash' },
+    ];
+    const e = computeExposure('OpenAI', gemini, [
+      { name: 'short', models: ['gemini-2.5-pro'] },
+      { name: 'long', models: ['models/gemini-2.0-*'] },
+    ]);
+    expect(e.exposed).toEqual(gemini.slice().reverse());
+    expect(e.perAllowlist.get('short')).toMatchObject({ exposed: ['gemini-2.5-pro'], missing: [] });
+    expect(e.perAllowlist.get('long')).toMatchObject({ exposed: ['gemini-2.0-flash'], missing: [] });
   });
 
   it('treats Azure allowlist entries as deployment names and exact IDs as enough without /models', () => {
     expect(computeExposure('AzureOpenAI', models, [{ name: 'a', models: ['my-deploy'] }]).exposed).toEqual([
       { id: 'my-deploy' },
     ]);
-    expect(
-      computeExposure('OpenAI', undefined, [{ name: 'a', models: ['sonar-pro', 'sonar-*'] }]).exposed,
-    ).toEqual([{ id: 'sonar-pro' }]);
+    const unlisted = computeExposure('OpenAI', undefined, [{ name: 'a', models: ['sonar-pro', 'sonar-*'] }]);
+    expect(unlisted.exposed).toEqual([{ id: 'sonar-pro' }]);
+    expect(unlisted.perAllowlist.get('a')).toEqual({
+      exposed: ['sonar-pro'],
+      missing: [],
+      unmatchable: ['sonar-*'],
+    });
   });
 });
 
@@ -140,6 +158,68 @@ describe('connection status plan', () => {
     expect(p2.statusChanged).toBe(false);
     expect(p2.snapshot.status.lastVerifiedTime).toBe('2026-01-01T00:05:00Z');
     expect(p2.requeueAfterMs).toBeGreaterThan(250_000);
+  });
+
+  const unlistedPlan = (
+    reason: 'ModelsEndpointUnsupported' | 'ProbeAccepted' | 'Unauthorized',
+    models: string[],
+  ) => {
+    const out = { ok: false as const, reason, message: `said ${reason}`, durationMs: 1 };
+    return planConnection({
+      ...base,
+      allowlists: [{ name: 'list', generation: 1, models }],
+      memory: rememberOutcome(undefined, 'fp', out, 300_000, 0),
+      previousStatus: undefined,
+      now: new Date(0),
+    });
+  };
+  const conditionOf = (p: ReturnType<typeof planConnection>, type: string) =>
+    p.status.conditions?.find((c) => c.type === type);
+
+  it('an upstream without a model list whose probe passed is verified and serves the exact IDs', () => {
+    for (const reason of ['ModelsEndpointUnsupported', 'ProbeAccepted'] as const) {
+      const p = unlistedPlan(reason, ['sonar-pro']);
+      expect(conditionOf(p, 'Verified')).toMatchObject({ status: 'True', reason });
+      expect(conditionOf(p, 'ModelsDiscovered')).toMatchObject({ status: 'False', reason });
+      expect(p.ready).toMatchObject({ status: 'True', reason });
+      expect(p.snapshot.models.map((m) => m.id)).toEqual(['sonar-pro']);
+      expect(p.allowlists[0]?.conditions[1]).toMatchObject({ status: 'True', reason: 'ModelsExposed' });
+    }
+    expect(unlistedPlan('ProbeAccepted', ['sonar-pro']).ready.message).toMatch(/may be billed/);
+  });
+
+  it('a glob on an upstream without a model list makes the allowlist not Ready (GlobNeedsModelList)', () => {
+    const p = unlistedPlan('ModelsEndpointUnsupported', ['sonar-pro', 'sonar-*']);
+    expect(p.allowlists[0]?.conditions[1]).toMatchObject({ status: 'False', reason: 'GlobNeedsModelList' });
+    expect(p.allowlists[0]?.conditions[1]?.message).toMatch(
+      /^"sonar-\*" can never match: the upstream does not list/,
+    );
+    expect(p.allowlists[0]?.exposedModels).toEqual(['sonar-pro']);
+    const onlyGlobs = unlistedPlan('ModelsEndpointUnsupported', ['sonar-*']);
+    expect(onlyGlobs.ready).toMatchObject({ status: 'False', reason: 'ModelsEndpointUnsupported' });
+    expect(onlyGlobs.ready.message).toMatch(/name only globs \(sonar-\*\), which need a model list/);
+  });
+
+  it('an allowlist of a connection that was never verified exposes nothing and is not Ready', () => {
+    const p = unlistedPlan('Unauthorized', ['sonar-pro', 'sonar-*']);
+    expect(p.ready).toMatchObject({ status: 'False', reason: 'Unauthorized' });
+    expect(p.snapshot.models).toEqual([]);
+    expect(p.allowlists[0]?.exposedModels).toEqual([]);
+    expect(p.allowlists[0]?.conditions[1]).toMatchObject({ status: 'False', reason: 'ConnectionNotReady' });
+  });
+
+  it('the snapshot sends an upstream the ID it listed (Gemini models/<id>) and exposes the short one', () => {
+    const fp = verificationFingerprint(spec, undefined);
+    const listed = { ...ok, models: [{ id: 'gemini-2.5-pro', upstreamId: 'models/gemini-2.5-pro' }] };
+    const p = planConnection({
+      ...base,
+      allowlists: [{ name: 'list', generation: 1, models: ['gemini-2.5-pro'] }],
+      memory: rememberOutcome(undefined, fp, listed, 300_000, 0),
+      previousStatus: undefined,
+      now: new Date(0),
+    });
+    expect(p.snapshot.models).toEqual([{ id: 'gemini-2.5-pro', upstreamId: 'models/gemini-2.5-pro' }]);
+    expect(p.allowlists[0]?.conditions[1]).toMatchObject({ status: 'True', reason: 'ModelsExposed' });
   });
 
   it('backs off while failing, honouring Retry-After', () => {

@@ -1,5 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { AllowlistReadyReasons } from '../../src/api/model-allowlist.ts';
+import { VerificationReasons } from '../../src/api/verification.ts';
 import type { MockProvider } from '../../src/mock-provider/index.ts';
 import { type VerifyTarget, verifyConnection } from '../../src/operator/verification/verify.ts';
 import { useMockProviders } from '../support/mocks.ts';
@@ -64,6 +68,40 @@ describe('verification speaks each provider dialect', () => {
     expect(m.requests.at(-1)?.path).toBe('/v1beta/openai/models');
   });
 
+  it('Gemini: listed models/<id> are exposed as <id> and keep the listed ID for upstream', async () => {
+    const m = await mock({ profile: 'gemini', apiKey: 'g' });
+    const out = await verifyConnection(target(m, { apiKey: 'g' }));
+    expect(out.ok && out.models).toContainEqual({
+      id: 'gemini-2.5-pro',
+      upstreamId: 'models/gemini-2.5-pro',
+      ownedBy: 'google',
+    });
+    expect(out.ok && out.models.every((x) => !x.id.startsWith('models/'))).toBe(true);
+  });
+
+  it('Gemini: a wrong key (HTTP 400 API_KEY_INVALID) → Unauthorized', async () => {
+    const m = await mock({ profile: 'gemini', apiKey: 'right' });
+    const out = await verifyConnection(target(m, { apiKey: 'AIza-wrong-key-0123' }));
+    expect(out).toMatchObject({ reason: 'Unauthorized', statusCode: 400 });
+    expect(out.message).toMatch(/rejected the API key \(HTTP 400: API key not valid/);
+  });
+
+  it.each([
+    ['v1', undefined],
+    ['preview', 'preview'],
+    ['latest', 'latest'],
+  ])('Azure v1 API (apiVersion %s): GET /openai/v1/models, api-version %s', async (version, query) => {
+    const m = await mock({ profile: 'azure', apiKey: 'azure-key' });
+    const out = await verifyConnection(
+      target(m, { provider: 'AzureOpenAI', apiKey: 'azure-key', azureApiVersion: version }),
+    );
+    expect(out.reason).toBe('Verified');
+    const req = m.requests.at(-1);
+    expect(req?.path).toBe('/openai/v1/models');
+    expect(req?.query['api-version']).toBe(query);
+    expect(req?.headers['api-key']).toBe('azure-key');
+  });
+
   it('lists 5,000 OpenRouter models', async () => {
     const m = await mock({ profile: 'openrouter', apiKey: 'or' });
     const out = await verifyConnection(target(m, { apiKey: 'or' }));
@@ -71,18 +109,144 @@ describe('verification speaks each provider dialect', () => {
   });
 });
 
-describe('verification failures become reasons a person can act on', () => {
+describe('an upstream without /models is verified by a probe that spends no tokens', () => {
   it.each([
-    ['no-models', 'ModelsEndpointUnsupported', /add the model IDs you use to a ModelAllowlist/],
-    ['perplexity', 'ModelsEndpointUnsupported', /does not list its models/],
-    ['minimax', 'ModelsEndpointUnsupported', /ModelAllowlist/],
-  ] as const)('%s → %s', async (profile, reason, message) => {
-    const m = await mock({ profile });
+    ['no-models', 400],
+    ['perplexity', 400],
+    ['minimax', 400],
+    ['github-models', 400],
+  ] as const)(
+    '%s: GET /models 404, then one POST chat/completions without model and messages → %s',
+    async (profile, status) => {
+      const m = await mock({ profile, apiKey: 'the-key' });
+      const out = await verifyConnection(target(m, { apiKey: 'the-key' }));
+      expect(out.reason).toBe('ModelsEndpointUnsupported');
+      expect(out.message).toMatch(/does not list its models/);
+      expect(out.message).toContain(`(HTTP ${status}), so the URL and the API key work`);
+      expect(out.message).toMatch(/add the model IDs you use to a ModelAllowlist/);
+      const base = new URL(m.url).pathname.replace(/\/$/, '');
+      expect(m.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
+        `GET ${base}/models`,
+        `POST ${base}/chat/completions`,
+      ]);
+      const probe = m.requests[1];
+      expect(probe?.body).toEqual({ max_tokens: 1 });
+      expect(probe?.headers['content-type']).toBe('application/json');
+      expect(probe?.headers.authorization).toBe('Bearer the-key');
+    },
+  );
+
+  it('a FastAPI server (Mistral) refuses the probe with 422: URL and key work', async () => {
+    const m = await mock({ profile: 'mistral', apiKey: 'k', quirks: { models: 'none-json' } });
+    const out = await verifyConnection(target(m, { apiKey: 'k' }));
+    expect(out.reason).toBe('ModelsEndpointUnsupported');
+    expect(out.message).toContain('(HTTP 422)');
+  });
+
+  it('a wrong key on a server that answers 404 before it looks at the key → Unauthorized', async () => {
+    const m = await mock({ profile: 'perplexity', apiKey: 'the-right-key' });
+    const out = await verifyConnection(target(m, { apiKey: 'pplx-canary-0123456789' }));
+    expect(m.requests[0]).toMatchObject({ method: 'GET', path: '/models' });
+    expect(out).toMatchObject({ reason: 'Unauthorized', statusCode: 401 });
+    expect(out.message).toMatch(
+      /^the upstream rejected the API key \(HTTP 401 to the verification probe POST \/chat\/completions: /,
+    );
+    expect(out.message).not.toContain('pplx-canary-0123456789');
+  });
+
+  it('no key where the upstream wants one → Unauthorized that says to configure one', async () => {
+    const m = await mock({ profile: 'no-models', apiKey: 'needed' });
+    const out = await verifyConnection(target(m));
+    expect(out.reason).toBe('Unauthorized');
+    expect(out.message).toMatch(/requires an API key .*spec\.apiKeySecretRef/);
+  });
+
+  it("Google's 400 API_KEY_INVALID on the probe → Unauthorized, not a key accepted", async () => {
+    const m = await mock({ profile: 'gemini', apiKey: 'right', quirks: { models: 'none-json' } });
+    const out = await verifyConnection(target(m, { apiKey: 'wrong' }));
+    expect(out).toMatchObject({ reason: 'Unauthorized', statusCode: 400 });
+  });
+
+  it('a wrong base URL (404 before the key, on both paths) → EndpointNotFound, whatever the key', async () => {
+    const m = await mock({ profile: 'perplexity', apiKey: 'the-right-key' });
+    for (const apiKey of ['the-right-key', 'a-wrong-key']) {
+      m.reset();
+      const out = await verifyConnection(target(m, { url: `${m.origin}/v2`, apiKey }));
+      expect(out.reason).toBe('EndpointNotFound');
+      expect(out.message).toMatch(
+        /^GET \/v2\/models returned HTTP 404 and POST \/v2\/chat\/completions returned HTTP 404: .*set spec\.url/,
+      );
+      expect(m.requests.map((r) => r.path)).toEqual(['/v2/models', '/v2/chat/completions']);
+    }
+  });
+
+  it('on a server that checks the key before the path, a wrong base URL needs the right key to be found', async () => {
+    const m = await mock({ profile: 'openai', apiKey: 'sk-right' });
+    const wrongUrl = `${m.url}/v2`;
+    expect((await verifyConnection(target(m, { url: wrongUrl, apiKey: 'sk-right' }))).reason).toBe(
+      'EndpointNotFound',
+    );
+    expect((await verifyConnection(target(m, { url: wrongUrl, apiKey: 'sk-wrong' }))).reason).toBe(
+      'Unauthorized',
+    );
+  });
+
+  it.each([
+    [403, 'Forbidden', /may not call POST \/v1\/chat\/completions/],
+    [429, 'RateLimited', /rate limiting \(HTTP 429 to the verification probe/],
+    [503, 'UpstreamError', /and the verification probe POST \/v1\/chat\/completions failed with HTTP 503/],
+    [409, 'UpstreamError', /failed with HTTP 409/],
+  ] as const)('the probe answering %s → %s', async (status, reason, message) => {
+    const m = await mock({
+      profile: 'no-models',
+      failure: { kind: 'status', status },
+      failureScope: 'inference',
+    });
     const out = await verifyConnection(target(m));
     expect(out.reason).toBe(reason);
     expect(out.message).toMatch(message);
   });
 
+  it('the probe answering 2xx → ProbeAccepted, which says it may have been billed', async () => {
+    const m = await mock({
+      profile: 'no-models',
+      failure: { kind: 'status', status: 200, body: '{"choices":[]}' },
+      failureScope: 'inference',
+    });
+    const out = await verifyConnection(target(m));
+    expect(out).toMatchObject({ reason: 'ProbeAccepted', statusCode: 200 });
+    expect(out.message).toMatch(/may have run \(and billed\) a completion of at most 1 token/);
+  });
+
+  it('Azure (dated API): /openai/models 404 means a wrong URL or api-version; no probe is sent', async () => {
+    const m = await mock({ profile: 'azure', apiKey: 'az' });
+    const out = await verifyConnection(
+      target(m, {
+        provider: 'AzureOpenAI',
+        url: `${m.url}/openai`,
+        apiKey: 'az',
+        azureApiVersion: '2024-10-21',
+      }),
+    );
+    expect(out.reason).toBe('EndpointNotFound');
+    expect(out.message).toMatch(/not the resource endpoint .* or azure\.apiVersion "2024-10-21"/);
+    expect(m.requests.map((r) => r.method)).toEqual(['GET']);
+  });
+
+  it('Azure v1 API: a wrong URL is probed at /openai/v1/chat/completions', async () => {
+    const m = await mock({ profile: 'azure', apiKey: 'az' });
+    const out = await verifyConnection(
+      target(m, { provider: 'AzureOpenAI', url: `${m.url}/x`, apiKey: 'az', azureApiVersion: 'v1' }),
+    );
+    expect(out.reason).toBe('EndpointNotFound');
+    expect(m.requests.map((r) => `${r.method} ${r.path}`)).toEqual([
+      'GET /x/openai/v1/models',
+      'POST /x/openai/v1/chat/completions',
+    ]);
+  });
+});
+
+describe('verification failures become reasons a person can act on', () => {
   it('401 → Unauthorized, and the key never appears in the message', async () => {
     const m = await mock({ profile: 'openai', apiKey: 'the-right-key' });
     const out = await verifyConnection(target(m, { apiKey: 'sk-canary-0123456789' }));
@@ -161,5 +325,14 @@ describe('verification failures become reasons a person can act on', () => {
     const m = await mock({ profile: 'openai', tls: true });
     const out = await verifyConnection(target(m));
     expect(out.reason).toBe('TLSError');
+  });
+});
+
+describe('reasons are documented', () => {
+  it('every verification and allowlist reason has a row in docs/operator.md saying what to do', () => {
+    const doc = readFileSync(join(import.meta.dirname, '..', '..', 'docs', 'operator.md'), 'utf8');
+    for (const reason of [...VerificationReasons, ...AllowlistReadyReasons]) {
+      expect(doc, reason).toMatch(new RegExp(`^\\| \`${reason}\`[^|]*\\|[^|]+\\|[^|]+\\|$`, 'm'));
+    }
   });
 });

@@ -5,8 +5,8 @@ import type { ProviderConnectionSpec, ProviderConnectionStatus } from '../../api
 import { STATUS_MODELS_MAX } from '../../api/provider-connection.ts';
 import type { SnapshotConnection } from '../../snapshot/schema.ts';
 import { type Condition, type DesiredCondition, kubeTime, mergeConditions } from '../runtime/conditions.ts';
-import type { DiscoveredModel, VerifyOutcome } from '../verification/verify.ts';
-import { type AllowlistRef, computeExposure } from './exposure.ts';
+import { type DiscoveredModel, type VerifyOutcome, worksWithoutList } from '../verification/verify.ts';
+import { type AllowlistExposure, type AllowlistRef, computeExposure, isGlob } from './exposure.ts';
 
 /** Above this many models and no allowlist, the operator recommends one (OpenRouter lists thousands). */
 export const MANY_MODELS = 200;
@@ -94,7 +94,7 @@ export function rememberOutcome(
   now: number,
 ): VerificationMemory {
   const jittered = (ms: number) => ms * (0.9 + Math.random() * 0.2);
-  const healthy = outcome.ok || outcome.reason === 'ModelsEndpointUnsupported';
+  const healthy = outcome.ok || worksWithoutList(outcome);
   const failures = healthy ? 0 : (prev?.consecutiveFailures ?? 0) + 1;
   let delay = jittered(intervalMs);
   if (!healthy) {
@@ -190,20 +190,24 @@ function compileConditions(o: ConnectionObservation, exposedCount: number, disco
         : cond('Ready', 'False', 'NoModelsExposed', noneMsg, g),
     ];
   }
-  if (out.reason === 'ModelsEndpointUnsupported') {
+  if (worksWithoutList(out)) {
+    // The probe checked URL and key; only the model list is missing, so the allowlists' exact IDs are served.
+    const globs = o.allowlists.flatMap((a) => a.models.filter(isGlob));
+    const served =
+      out.reason === 'ProbeAccepted'
+        ? `${exposedCount} allowlisted models exposed; the upstream does not list its models and answered the verification probe with success, so each verification may be billed (see Verified)`
+        : `${exposedCount} allowlisted models exposed; the upstream does not list its models`;
+    const none =
+      globs.length > 0
+        ? `${out.message}. The allowlists name only globs (${globs.slice(0, 5).join(', ')}), which need a model list to match`
+        : out.message;
     return [
       secretCond,
-      cond('Verified', 'False', out.reason, out.message, g),
+      cond('Verified', 'True', out.reason, out.message, g),
       cond('ModelsDiscovered', 'False', out.reason, out.message, g),
       exposedCount > 0
-        ? cond(
-            'Ready',
-            'True',
-            out.reason,
-            `${exposedCount} allowlisted models exposed; the upstream does not list its models`,
-            g,
-          )
-        : cond('Ready', 'False', out.reason, out.message, g),
+        ? cond('Ready', 'True', out.reason, served, g)
+        : cond('Ready', 'False', out.reason, none, g),
     ];
   }
   const stale = mem.lastGood
@@ -242,13 +246,8 @@ export function planConnection(o: ConnectionObservation): ConnectionPlan {
   const discovered = out?.ok ? out.models : mem?.lastGood?.models;
   const exposure = usable && mem ? computeExposure(spec.provider, discovered, o.allowlists) : undefined;
   // Without any successful listing and no allowlist fallback, nothing is exposed (an unknown upstream).
-  const exposedModels =
-    exposure &&
-    (discovered !== undefined ||
-      out?.reason === 'ModelsEndpointUnsupported' ||
-      spec.provider === 'AzureOpenAI')
-      ? exposure.exposed
-      : [];
+  const unlisted = spec.provider === 'AzureOpenAI' || (out !== undefined && worksWithoutList(out));
+  const exposedModels = exposure && (discovered !== undefined || unlisted) ? exposure.exposed : [];
   const desired = compileConditions(o, exposedModels.length, discovered?.length);
   // Stalled (InvalidSpec) describes a generation the operator refused; a generation it plans for is not stalled.
   const previous = (o.previousStatus?.conditions as Condition[] | undefined)?.filter(
@@ -299,15 +298,16 @@ export function planConnection(o: ConnectionObservation): ConnectionPlan {
     models: usable
       ? exposedModels.map((m) => ({
           id: prefix + m.id,
-          upstreamId: m.id,
+          upstreamId: m.upstreamId ?? m.id,
           ...(m.created !== undefined ? { created: m.created } : {}),
           ...(m.ownedBy !== undefined ? { ownedBy: m.ownedBy } : {}),
         }))
       : [],
   };
 
+  const served = new Set(exposedModels.map((m) => m.id));
   const allowlists = o.allowlists.map((a) =>
-    planAllowlist(o, a, exposure?.perAllowlist.get(a.name), ready, prefix),
+    planAllowlist(o, a, exposure?.perAllowlist.get(a.name), served, unlisted, ready, prefix),
   );
   const prevMany = prev?.conditions?.some(
     (c) => c.type === 'ModelsDiscovered' && c.reason === 'TooManyModels',
@@ -332,17 +332,34 @@ export function planConnection(o: ConnectionObservation): ConnectionPlan {
 function planAllowlist(
   o: ConnectionObservation,
   a: AllowlistRef,
-  own: { exposed: string[]; missing: string[] } | undefined,
+  own: AllowlistExposure | undefined,
+  served: Set<string>,
+  unlisted: boolean,
   connReady: DesiredCondition,
   prefix: string,
 ): AllowlistPlan {
   const g = a.generation ?? 0;
   const resolved = cond('ResolvedRefs', 'True', 'ConnectionFound', `ProviderConnection "${o.name}" found`, g);
-  const exposedModels = (own?.exposed ?? []).map((id) => prefix + id);
+  // Only what the connection really serves: nothing while it has never been verified.
+  const exposedModels = (own?.exposed ?? []).filter((id) => served.has(id)).map((id) => prefix + id);
   const missingModels = own?.missing ?? [];
+  const globs = unlisted ? (own?.unmatchable ?? []) : [];
   let ready: DesiredCondition;
   if (!o.spec.enabled) {
     ready = cond('Ready', 'False', 'ConnectionDisabled', `ProviderConnection "${o.name}" is disabled`, g);
+  } else if (globs.length > 0) {
+    // The list's own fault whatever the connection's state: there is no model list for a glob to match.
+    const why =
+      o.spec.provider === 'AzureOpenAI'
+        ? 'Azure model IDs are deployment names and Azure does not list deployments'
+        : `the upstream does not list its models (${connReady.reason})`;
+    ready = cond(
+      'Ready',
+      'False',
+      'GlobNeedsModelList',
+      `${globs.map((x) => JSON.stringify(x)).join(', ')} can never match: ${why}; replace ${globs.length > 1 ? 'them' : 'it'} with the exact model IDs you use${exposedModels.length > 0 ? ` (the ${exposedModels.length} exact IDs are exposed)` : ''}`,
+      g,
+    );
   } else if (connReady.status !== 'True' && exposedModels.length === 0) {
     ready = cond(
       'Ready',

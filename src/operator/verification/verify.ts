@@ -1,26 +1,13 @@
 import { Agent, type Dispatcher, errors, request } from 'undici';
 import type { ProviderType } from '../../api/provider-connection.ts';
+import { UNLISTED_BUT_WORKING, type VerificationReason } from '../../api/verification.ts';
 import { addressPolicy, checkUpstreamUrl, isBlockedAddressError } from '../../net/address-policy.ts';
 import { type SafeConnectorOptions, safeConnector } from '../../net/safe-connect.ts';
-import { credentialHeaders } from '../../providers/dialects.ts';
-import { redactKey, upstreamErrorMessage } from '../../providers/upstream-errors.ts';
+import { credentialHeaders, dialect, PROBE_BODY } from '../../providers/dialects.ts';
+import { keyRejectedIn, redactKey, upstreamErrorMessage } from '../../providers/upstream-errors.ts';
 
-/** Condition reasons of a verification, each telling a person what to do. */
-export const VerificationReasons = [
-  'Verified',
-  'Unauthorized',
-  'Forbidden',
-  'ModelsEndpointUnsupported',
-  'RateLimited',
-  'UpstreamError',
-  'Timeout',
-  'DNSError',
-  'ConnectionRefused',
-  'TLSError',
-  'InvalidResponse',
-  'BlockedAddress',
-] as const;
-export type VerificationReason = (typeof VerificationReasons)[number];
+// The reasons are constants in src/api; re-exported for the modules that import them from here.
+export { type VerificationReason, VerificationReasons } from '../../api/verification.ts';
 
 export interface VerifyTarget {
   provider: ProviderType;
@@ -32,7 +19,10 @@ export interface VerifyTarget {
 }
 
 export interface DiscoveredModel {
+  /** The ID the gateway exposes and allowlists match (before the connection's prefix). */
   id: string;
+  /** The ID as the upstream listed it, when it differs from `id`; the gateway sends this one upstream. */
+  upstreamId?: string;
   created?: number;
   ownedBy?: string;
 }
@@ -48,8 +38,13 @@ export type VerifyOutcome =
       durationMs: number;
     };
 
+/** Whether an outcome leaves the connection working without a model list (its allowlists' exact IDs). */
+export function worksWithoutList(o: VerifyOutcome): boolean {
+  return !o.ok && UNLISTED_BUT_WORKING.includes(o.reason);
+}
+
 const MAX_BODY_BYTES = 32 * 1024 * 1024;
-const ANTHROPIC_MAX_PAGES = 100;
+const MAX_PAGES = 100;
 
 const AGENT_OPTIONS = { connections: 4, keepAliveTimeout: 10_000 } as const;
 let sharedAgent: Agent | undefined;
@@ -74,18 +69,26 @@ export function modelsRequest(
     ...t.headers,
     ...credentialHeaders(t.provider, t.apiKey, 'models'),
   };
-  switch (t.provider) {
-    case 'AzureOpenAI': {
-      const q = new URLSearchParams({ 'api-version': t.azureApiVersion ?? '' });
-      return { url: `${t.url}/openai/models?${q}`, headers };
-    }
-    case 'Anthropic': {
-      const q = new URLSearchParams({ limit: '1000', ...(afterId ? { after_id: afterId } : {}) });
-      return { url: `${t.url}/models?${q}`, headers };
-    }
-    default:
-      return { url: `${t.url}/models`, headers };
-  }
+  return { url: t.url + dialect(t.provider).models(t.azureApiVersion, afterId), headers };
+}
+
+/**
+ * The verification probe for an upstream that does not list its models, per dialect: POST {@link PROBE_BODY} to
+ * its chat completions path with the key as inference sends it; where the dialect has none, what a missing
+ * model list says is wrong.
+ */
+export function probeRequest(
+  t: VerifyTarget,
+): { url: string; headers: Record<string, string>; body: string } | { wrongUrl: string } {
+  const probe = dialect(t.provider).probe(t.azureApiVersion);
+  if (!('path' in probe)) return probe;
+  const headers: Record<string, string> = {
+    accept: 'application/json',
+    ...t.headers,
+    'content-type': 'application/json',
+    ...credentialHeaders(t.provider, t.apiKey, 'inference'),
+  };
+  return { url: t.url + probe.path, headers, body: PROBE_BODY };
 }
 
 /** Removes the key from anything an upstream says back before it reaches status, events or logs. */
@@ -178,7 +181,185 @@ function networkFailure(
   return { ok: false, reason: 'UpstreamError', message: `request to ${host} failed: ${code || detail}` };
 }
 
-/** Calls the upstream's model list the way its provider expects and classifies the outcome. */
+type Failure = Omit<VerifyOutcome & { ok: false }, 'durationMs'>;
+
+/** One HTTP exchange of a verification, its body read up to MAX_BODY_BYTES. */
+interface Answer {
+  /** `GET /v1/models`, for messages. */
+  what: string;
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+}
+
+interface Exchange {
+  dispatcher: Dispatcher;
+  signal: AbortSignal;
+  timeoutMs: number;
+}
+
+/** Sends one request; a body over MAX_BODY_BYTES is a Failure. Network errors are thrown. */
+async function exchange(
+  x: Exchange,
+  method: 'GET' | 'POST',
+  url: string,
+  headers: Record<string, string>,
+  body?: string,
+): Promise<Answer | Failure> {
+  const what = `${method} ${new URL(url).pathname}`;
+  const res = await request(url, {
+    method,
+    headers,
+    ...(body !== undefined ? { body } : {}),
+    signal: x.signal,
+    dispatcher: x.dispatcher,
+    headersTimeout: x.timeoutMs,
+    bodyTimeout: x.timeoutMs,
+  });
+  const tooBig = (n: string) => ({
+    ok: false as const,
+    reason: 'InvalidResponse' as const,
+    statusCode: res.statusCode,
+    message: `${what} returned ${n}, more than the ${MAX_BODY_BYTES} bytes allowed`,
+  });
+  const length = Number(res.headers['content-length'] ?? 0);
+  if (length > MAX_BODY_BYTES) {
+    res.body.destroy();
+    return tooBig(`${length} bytes`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res.body) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) {
+      res.body.destroy();
+      return tooBig('a larger body');
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return { what, status: res.statusCode, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') };
+}
+
+const isFailure = (a: Answer | Failure): a is Failure => 'reason' in a;
+
+/**
+ * The answers that mean the same on the model list and on the probe: the key rejected (401, or Google's 400
+ * API_KEY_INVALID), not allowed (403), rate limited (429), or a redirect. Undefined for anything else.
+ */
+function refusal(
+  a: Answer,
+  t: VerifyTarget,
+  net: VerifyNetOptions | undefined,
+  via = '',
+): Failure | undefined {
+  const said = () => scrub(upstreamErrorMessage(a.text) ?? a.text, t.apiKey);
+  const to = via ? ` to ${via}` : '';
+  if (a.status === 401 || (a.status === 400 && keyRejectedIn(a.text))) {
+    return {
+      ok: false,
+      reason: 'Unauthorized',
+      statusCode: a.status,
+      message: t.apiKey
+        ? `the upstream rejected the API key (HTTP ${a.status}${to}: ${said()}); put a valid key in the referenced Secret`
+        : `the upstream requires an API key (HTTP ${a.status}${to}: ${said()}); put the key in a Secret and name it in spec.apiKeySecretRef`,
+    };
+  }
+  if (a.status === 403) {
+    return {
+      ok: false,
+      reason: 'Forbidden',
+      statusCode: a.status,
+      message: `the API key may not ${via ? `call ${a.what}` : 'list models'} (HTTP 403${to}: ${said()}); check the key's permissions or project`,
+    };
+  }
+  if (a.status === 429) {
+    const retryAfterMs = parseRetryAfter(a.headers['retry-after']);
+    return {
+      ok: false,
+      reason: 'RateLimited',
+      statusCode: a.status,
+      retryAfterMs,
+      message: `the upstream is rate limiting (HTTP 429${to}${retryAfterMs !== undefined ? `, retry after ${Math.ceil(retryAfterMs / 1000)}s` : ''}): ${said()}`,
+    };
+  }
+  if (a.status >= 300 && a.status < 400) {
+    return {
+      ok: false,
+      reason: 'UpstreamError',
+      statusCode: a.status,
+      message: redirectMessage(a, t, net),
+    };
+  }
+  return undefined;
+}
+
+/**
+ * Verifies an upstream without a model list, without spending tokens: it POSTs the dialect's probe (a chat
+ * completion request without model and messages) with the key and reads how the upstream refuses it.
+ * - 400/422: the path exists and the key passed (servers check the key first) → ModelsEndpointUnsupported.
+ * - 401/403 (or Google's 400 API_KEY_INVALID), 429, a redirect: as on the model list.
+ * - 404/405 on this path too: nothing at spec.url speaks the API → EndpointNotFound.
+ * - 2xx: URL and key work, but the upstream may have run a completion → ProbeAccepted, which says so.
+ * - anything else (5xx, another 4xx): UpstreamError.
+ */
+async function probeUnlisted(
+  x: Exchange,
+  t: VerifyTarget,
+  models: Answer,
+  net: VerifyNetOptions | undefined,
+): Promise<Failure> {
+  const listing = `${models.what} returned HTTP ${models.status}`;
+  const probe = probeRequest(t);
+  if ('wrongUrl' in probe) {
+    return {
+      ok: false,
+      reason: 'EndpointNotFound',
+      statusCode: models.status,
+      message: `${listing}: ${probe.wrongUrl}`,
+    };
+  }
+  const a = await exchange(x, 'POST', probe.url, probe.headers, probe.body);
+  if (isFailure(a)) return a;
+  const said = () => scrub(upstreamErrorMessage(a.text) ?? a.text, t.apiKey);
+  const refused = refusal(a, t, net, `the verification probe ${a.what}`);
+  if (refused) return refused;
+  const keyWorks = t.apiKey ? 'the URL and the API key work' : 'the URL works (no API key is sent)';
+  if (a.status === 400 || a.status === 422) {
+    return {
+      ok: false,
+      reason: 'ModelsEndpointUnsupported',
+      statusCode: models.status,
+      message: `${listing}: this upstream does not list its models; ${a.what} refused a request without model and messages (HTTP ${a.status}), so ${keyWorks}; add the model IDs you use to a ModelAllowlist (exact IDs: a glob needs a model list)`,
+    };
+  }
+  if (a.status === 404 || a.status === 405) {
+    return {
+      ok: false,
+      reason: 'EndpointNotFound',
+      statusCode: a.status,
+      message: `${listing} and ${a.what} returned HTTP ${a.status}: nothing at ${t.url} answers like an OpenAI-compatible API; set spec.url to the API base the provider documents (e.g. https://api.openai.com/v1, https://api.perplexity.ai)`,
+    };
+  }
+  if (a.status >= 200 && a.status < 300) {
+    return {
+      ok: false,
+      reason: 'ProbeAccepted',
+      statusCode: a.status,
+      message: `${listing}: this upstream does not list its models, and ${a.what} answered HTTP ${a.status} to a request without model and messages that it should have refused, so ${keyWorks} but the upstream may have run (and billed) a completion of at most 1 token; it is sent again every spec.verification.interval; add the model IDs you use to a ModelAllowlist`,
+    };
+  }
+  return {
+    ok: false,
+    reason: 'UpstreamError',
+    statusCode: a.status,
+    message: `${listing}, and the verification probe ${a.what} failed with HTTP ${a.status}: ${said()}`,
+  };
+}
+
+/**
+ * Calls the upstream's model list the way its dialect expects and classifies the outcome. When there is no
+ * model list (404/405), the dialect's probe checks the URL and the key instead (see probeUnlisted).
+ */
 export async function verifyConnection(
   t: VerifyTarget,
   signal?: AbortSignal,
@@ -190,7 +371,6 @@ export async function verifyConnection(
   const own = net
     ? new Agent({ ...AGENT_OPTIONS, connect: safeConnector({ ...net, timeoutMs: t.timeoutMs }) })
     : undefined;
-  const dispatcher: Dispatcher = own ?? agent();
   // A cleared timer rather than AbortSignal.timeout/any, which stay alive until they fire.
   const ac = new AbortController();
   const timer = setTimeout(
@@ -199,116 +379,47 @@ export async function verifyConnection(
   );
   const onAbort = () => ac.abort(signal?.reason);
   signal?.addEventListener('abort', onAbort, { once: true });
-  const abort = ac.signal;
-  const finish = <T extends object>(o: T) => ({ ...o, durationMs: performance.now() - started });
+  const x: Exchange = { dispatcher: own ?? agent(), signal: ac.signal, timeoutMs: t.timeoutMs };
+  const finish = (o: Failure | Omit<VerifyOutcome & { ok: true }, 'durationMs'>): VerifyOutcome =>
+    ({ ...o, durationMs: performance.now() - started }) as VerifyOutcome;
+  const d = dialect(t.provider);
   const models: DiscoveredModel[] = [];
+  const seen = new Set<string>();
   let afterId: string | undefined;
   try {
-    for (let page = 0; page < ANTHROPIC_MAX_PAGES; page++) {
+    for (let page = 0; page < MAX_PAGES; page++) {
       const { url, headers } = modelsRequest(t, afterId);
-      const path = new URL(url).pathname;
-      const res = await request(url, {
-        method: 'GET',
-        headers,
-        signal: abort,
-        dispatcher,
-        headersTimeout: t.timeoutMs,
-        bodyTimeout: t.timeoutMs,
-      });
-      const length = Number(res.headers['content-length'] ?? 0);
-      if (length > MAX_BODY_BYTES) {
-        res.body.destroy();
+      const a = await exchange(x, 'GET', url, headers);
+      if (isFailure(a)) return finish(a);
+      const refused = refusal(a, t, net);
+      if (refused) return finish(refused);
+      if (a.status === 404 || a.status === 405) return finish(await probeUnlisted(x, t, a, net));
+      if (a.status < 200 || a.status >= 300) {
         return finish({
-          ok: false as const,
-          reason: 'InvalidResponse' as const,
-          message: `GET ${path} returned ${length} bytes, more than the ${MAX_BODY_BYTES} allowed`,
-        });
-      }
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const chunk of res.body) {
-        size += (chunk as Buffer).length;
-        if (size > MAX_BODY_BYTES) {
-          res.body.destroy();
-          return finish({
-            ok: false as const,
-            reason: 'InvalidResponse' as const,
-            message: `GET ${path} returned more than ${MAX_BODY_BYTES} bytes`,
-          });
-        }
-        chunks.push(chunk as Buffer);
-      }
-      const text = Buffer.concat(chunks).toString('utf8');
-      const status = res.statusCode;
-      const said = () => scrub(upstreamErrorMessage(text) ?? text, t.apiKey);
-      if (status === 401) {
-        return finish({
-          ok: false as const,
-          reason: 'Unauthorized' as const,
-          statusCode: status,
-          message: `the upstream rejected the API key (HTTP 401: ${said()}); put a valid key in the referenced Secret`,
-        });
-      }
-      if (status === 403) {
-        return finish({
-          ok: false as const,
-          reason: 'Forbidden' as const,
-          statusCode: status,
-          message: `the API key may not list models (HTTP 403: ${said()}); check the key's permissions or project`,
-        });
-      }
-      if (status === 404 || status === 405) {
-        return finish({
-          ok: false as const,
-          reason: 'ModelsEndpointUnsupported' as const,
-          statusCode: status,
-          message: `GET ${path} returned HTTP ${status}: this upstream does not list its models; add the model IDs you use to a ModelAllowlist`,
-        });
-      }
-      if (status === 429) {
-        const retryAfterMs = parseRetryAfter(res.headers['retry-after']);
-        return finish({
-          ok: false as const,
-          reason: 'RateLimited' as const,
-          statusCode: status,
-          retryAfterMs,
-          message: `the upstream is rate limiting (HTTP 429${retryAfterMs !== undefined ? `, retry after ${Math.ceil(retryAfterMs / 1000)}s` : ''}): ${said()}`,
-        });
-      }
-      if (status >= 300 && status < 400) {
-        return finish({
-          ok: false as const,
-          reason: 'UpstreamError' as const,
-          statusCode: status,
-          message: redirectMessage(path, status, res.headers.location, t, net),
-        });
-      }
-      if (status < 200 || status >= 300) {
-        return finish({
-          ok: false as const,
-          reason: 'UpstreamError' as const,
-          statusCode: status,
-          message: `GET ${path} failed with HTTP ${status}: ${said()}`,
+          ok: false,
+          reason: 'UpstreamError',
+          statusCode: a.status,
+          message: `${a.what} failed with HTTP ${a.status}: ${scrub(upstreamErrorMessage(a.text) ?? a.text, t.apiKey)}`,
         });
       }
       let body: { data?: unknown; has_more?: boolean; last_id?: string };
       try {
-        body = JSON.parse(text) as typeof body;
+        body = JSON.parse(a.text) as typeof body;
       } catch {
-        const type = res.headers['content-type'] ?? 'unknown';
+        const type = a.headers['content-type'] ?? 'unknown';
         return finish({
-          ok: false as const,
-          reason: 'InvalidResponse' as const,
-          statusCode: status,
-          message: `GET ${path} did not return JSON (content-type ${type}); is spec.url the API base, e.g. ending in /v1?`,
+          ok: false,
+          reason: 'InvalidResponse',
+          statusCode: a.status,
+          message: `${a.what} did not return JSON (content-type ${type}); is spec.url the API base, e.g. ending in /v1?`,
         });
       }
       if (!Array.isArray(body.data)) {
         return finish({
-          ok: false as const,
-          reason: 'InvalidResponse' as const,
-          statusCode: status,
-          message: `GET ${path} returned JSON without a "data" list of models; is spec.url the API base, e.g. ending in /v1?`,
+          ok: false,
+          reason: 'InvalidResponse',
+          statusCode: a.status,
+          message: `${a.what} returned JSON without a "data" list of models; is spec.url the API base, e.g. ending in /v1?`,
         });
       }
       for (const m of body.data as {
@@ -318,6 +429,9 @@ export async function verifyConnection(
         owned_by?: unknown;
       }[]) {
         if (typeof m?.id !== 'string' || !m.id) continue;
+        const id = d.exposedId(m.id);
+        if (seen.has(id)) continue;
+        seen.add(id);
         const created =
           typeof m.created === 'number'
             ? m.created
@@ -325,12 +439,13 @@ export async function verifyConnection(
               ? Math.floor(Date.parse(m.created_at) / 1000) || undefined
               : undefined;
         models.push({
-          id: m.id,
+          id,
+          ...(id !== m.id ? { upstreamId: m.id } : {}),
           ...(created !== undefined ? { created } : {}),
           ...(typeof m.owned_by === 'string' ? { ownedBy: m.owned_by } : {}),
         });
       }
-      if (t.provider !== 'Anthropic' || !body.has_more || !body.last_id) break;
+      if (!d.paged || !body.has_more || !body.last_id) break;
       afterId = body.last_id;
     }
   } catch (err) {
@@ -340,22 +455,12 @@ export async function verifyConnection(
     signal?.removeEventListener('abort', onAbort);
     if (own) void own.destroy().catch(() => undefined);
   }
-  return finish({
-    ok: true as const,
-    reason: 'Verified' as const,
-    models,
-    message: `listed ${models.length} models`,
-  });
+  return finish({ ok: true, reason: 'Verified', models, message: `listed ${models.length} models` });
 }
 
 /** A redirect is reported, never followed: where it pointed (scrubbed) and whether that address is refused. */
-function redirectMessage(
-  path: string,
-  status: number,
-  location: string | string[] | undefined,
-  t: VerifyTarget,
-  net: VerifyNetOptions | undefined,
-): string {
+function redirectMessage(a: Answer, t: VerifyTarget, net: VerifyNetOptions | undefined): string {
+  const location = a.headers.location;
   const loc = Array.isArray(location) ? location[0] : location;
   let where = '';
   if (loc) {
@@ -370,5 +475,5 @@ function redirectMessage(
       // an unparsable Location is reported as written
     }
   }
-  return `GET ${path} answered HTTP ${status}, a redirect${where}; Plugboard never follows redirects: set spec.url to the address that serves the API`;
+  return `${a.what} answered HTTP ${a.status}, a redirect${where}; Plugboard never follows redirects: set spec.url to the address that serves the API`;
 }
