@@ -297,7 +297,11 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
     if (!entry) throw errors.modelNotFound(id);
     return entry;
   });
-  app.get('/api/connections', async () => publicConnections(requireTable(table).snapshot));
+  app.get('/api/connections', async (request) => {
+    const key = keyOf(request);
+    // A scoped key sees the models it may use, as in /v1/models, and only the connections that serve them.
+    return publicConnections(requireTable(table).snapshot, key?.models ? (id) => allows(key, id) : undefined);
+  });
 
   // --- UI and fallbacks ---
   if (ui && uiDir) {

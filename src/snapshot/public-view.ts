@@ -23,11 +23,20 @@ export interface PublicConnections {
   connections: PublicConnection[];
 }
 
-export function publicConnections(snapshot: Snapshot): PublicConnections {
+/**
+ * The public view of a snapshot. `visible`: a client key's model scope; the view then shows only the models it
+ * may use, and only the connections that serve at least one of them (a scoped key learns nothing of the rest).
+ */
+export function publicConnections(snapshot: Snapshot, visible?: (model: string) => boolean): PublicConnections {
+  const connections = visible
+    ? snapshot.connections
+        .map((c) => ({ ...c, models: c.models.filter((m) => visible(m.id)) }))
+        .filter((c) => c.models.length > 0)
+    : snapshot.connections;
   return {
     generation: snapshot.generation,
     generatedAt: snapshot.generatedAt,
-    connections: snapshot.connections.map((c) => ({
+    connections: connections.map((c) => ({
       namespace: c.namespace,
       name: c.name,
       provider: c.provider,
