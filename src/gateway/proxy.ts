@@ -7,6 +7,7 @@ import { GatewayError } from './errors.ts';
 import { Exchange } from './exchange.ts';
 import type { InFlightRequests } from './in-flight.ts';
 import type { GatewayMetrics } from './metrics.ts';
+import { ModelRewriter } from './model-rewrite.ts';
 import { accessLine, type RequestContext, writeError } from './request-context.ts';
 import { responseHeaders } from './response-headers.ts';
 import type { Balancer, Candidate } from './routing.ts';
@@ -120,6 +121,19 @@ function scrubberOf(c: SnapshotConnection): SecretScrubber | undefined {
     scrubbers.set(c, s);
   }
   return s;
+}
+
+/**
+ * How the reply's `model` members become the IDs the client knows (model-rewrite.ts); undefined when the exposed
+ * ID is the upstream's and the connection has no prefix, which is the common case and costs nothing.
+ */
+function rewriterFor(c: Candidate): ModelRewriter | undefined {
+  const { id, upstreamId } = c.model;
+  const prefix = c.connection.modelPrefix;
+  if (id === upstreamId && !prefix) return undefined;
+  return new ModelRewriter((v) =>
+    v === upstreamId ? id : prefix && !v.startsWith(`${prefix}.`) ? `${prefix}.${v}` : v,
+  );
 }
 
 /**
@@ -333,7 +347,11 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
     }
     const ctype = String(response.headers['content-type'] ?? '');
     const sse = ctype.startsWith('text/event-stream');
-    res.writeHead(status, responseHeaders(response.headers, requestId, sse, scrubber));
+    const rewriter = status < 300 ? rewriterFor(cand) : undefined;
+    const out = responseHeaders(response.headers, requestId, sse, scrubber);
+    // A rewritten body has another length: it is sent chunked.
+    if (rewriter) delete out['content-length'];
+    res.writeHead(status, out);
     sseStarted = sse;
     const tap = sse ? new SseUsageTap({ hideUsage: call.hideUsage }) : undefined;
     const wantTail = !sse && status < 300 && ctype.includes('json');
@@ -351,7 +369,8 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
               (performance.now() - started) / 1000,
             );
         }
-        const out = tap ? tap.push(chunk) : chunk;
+        const tapped = tap ? tap.push(chunk) : chunk;
+        const out = rewriter ? rewriter.push(tapped) : tapped;
         if (wantTail) tail = tail ? Buffer.concat([tail, chunk]).subarray(-4096) : chunk.subarray(-4096);
         if (out.length === 0 || res.write(out)) return true;
         res.once('drain', resume);
@@ -359,13 +378,16 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
       });
       if (tap) {
         const rest = tap.flush();
-        if (rest.length) res.write(rest);
+        const out = rewriter && rest.length ? rewriter.push(rest) : rest;
+        if (out.length) res.write(out);
         usage = tap.usage;
       } else if (tail) {
         // Decode only from the usage field on (it is the last one OpenAI-compatible servers write).
         const at = tail.lastIndexOf('"usage"');
         if (at >= 0) usage = usageFromJsonTail(tail.toString('utf8', at));
       }
+      const held = rewriter?.flush();
+      if (held?.length) res.write(held);
       res.end();
     } catch (err) {
       if (gone) {

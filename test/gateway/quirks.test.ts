@@ -160,6 +160,16 @@ describe('provider rules', () => {
       .chat.completions.create({ model: 'eu.gpt-4o', messages: [{ role: 'user', content: 'x' }] });
     expect(res.choices).toHaveLength(1);
     expect((openai.requests.at(-1)?.body as { model?: string } | undefined)?.model).toBe('gpt-4o');
+    // replies name the model the client asked for, in every streamed chunk too
+    expect(res.model).toBe('eu.gpt-4o');
+    const stream = await h.client().chat.completions.create({
+      model: 'eu.gpt-4o',
+      messages: [{ role: 'user', content: 'several words to stream here' }],
+      stream: true,
+    });
+    const models = new Set<string>();
+    for await (const chunk of stream) models.add(chunk.model);
+    expect([...models]).toEqual(['eu.gpt-4o']);
     await h
       .client()
       .audio.transcriptions.create({ model: 'eu.whisper-1', file: await toFile(Buffer.alloc(10), 'a.wav') });

@@ -7,10 +7,12 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseClientKeys } from '../../src/gateway/client-keys.ts';
 import { type InFlightHandle, InFlightRequests } from '../../src/gateway/in-flight.ts';
+import { ModelRewriter } from '../../src/gateway/model-rewrite.ts';
 import { readMultipartHead, rewriteModel } from '../../src/gateway/multipart.ts';
 import { FileSnapshotSource } from '../../src/gateway/snapshot-source.ts';
 import { SseUsageTap, usageFromJsonTail } from '../../src/gateway/sse.ts';
 import { encodeSnapshot } from '../../src/snapshot/codec.ts';
+import { propertyRun } from '../support/property.ts';
 import { snapshot } from './helpers.ts';
 
 const ev = (o: unknown) => `data: ${JSON.stringify(o)}\n\n`;
@@ -223,5 +225,48 @@ describe('FileSnapshotSource', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('ModelRewriter', () => {
+  const map = (v: string) => (v === 'gpt-4o' ? 'eu.gpt-4o' : `eu.${v}`);
+  const whole = (text: string) => {
+    const r = new ModelRewriter(map);
+    return Buffer.concat([r.push(Buffer.from(text)), r.flush()]).toString();
+  };
+
+  it('rewrites model members, and only those', () => {
+    expect(whole('{"id":"x","model":"gpt-4o","o":{"model" : "gpt-4o-2024"}}')).toBe(
+      '{"id":"x","model":"eu.gpt-4o","o":{"model" : "eu.gpt-4o-2024"}}',
+    );
+    // a value "model", an escaped key, a non-string value and an escaped value stay
+    for (const t of [
+      '{"role":"model"}',
+      '{"c":"say \\"model\\": \\"x\\""}',
+      '{"model":1}',
+      '{"model":"a\\"b"}',
+    ])
+      expect(whole(t)).toBe(t);
+  });
+
+  it('gives the same bytes however the body is cut into chunks', () => {
+    const body =
+      'data: {"id":"1","model":"gpt-4o","choices":[]}\n\ndata: {"model":  "gpt-4o-mini","x":"model"}\n\ndata: [DONE]\n\n';
+    const expected = whole(body);
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: body.length - 1 }), { maxLength: 12 }), (cuts) => {
+        const points = [...new Set(cuts)].sort((a, b) => a - b);
+        const r = new ModelRewriter(map);
+        const parts: Buffer[] = [];
+        let from = 0;
+        for (const p of [...points, body.length]) {
+          parts.push(r.push(Buffer.from(body.slice(from, p))));
+          from = p;
+        }
+        parts.push(r.flush());
+        expect(Buffer.concat(parts).toString()).toBe(expected);
+      }),
+      propertyRun('model rewrite across chunks', 500),
+    );
   });
 });
