@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { API_VERSION, conditions, duration, ObjectMeta, objectName } from './common.ts';
 import { withRules } from './rules.ts';
+import { upstreamUrl } from './upstream-url.ts';
 
 export const PROVIDER_TYPES = ['OpenAI', 'AzureOpenAI', 'Anthropic'] as const;
 export const ProviderType = z
@@ -17,44 +18,6 @@ export type ProviderType = z.output<typeof ProviderType>;
 /** Headers that carry credentials: they belong in the Secret, never in a spec that GitOps stores in plain text. */
 export const CREDENTIAL_HEADERS = ['authorization', 'api-key', 'x-api-key', 'proxy-authorization', 'cookie'];
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
-
-// Each URL rule is checked the same way by the API server (CEL) and by zod (offline validation).
-const SCHEME_HOST = /^https?:\/\/[^/?#]+/;
-const USERINFO = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*@/;
-
-export const upstreamUrl = withRules(
-  z
-    .string()
-    .max(2048)
-    // Gemini's /v1beta/openai breaks with a trailing slash; everything downstream joins paths onto this.
-    .overwrite((s) => s.replace(/\/+$/, '')),
-  [
-    {
-      cel: "self.matches('^https?://[^/?#]+')",
-      message: 'url must start with http:// or https:// followed by a host, e.g. https://api.openai.com/v1',
-      check: (s) => SCHEME_HOST.test(s),
-    },
-    {
-      cel: "!self.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@')",
-      message:
-        'url must not contain credentials (user:password@); put the API key in the Secret named by apiKeySecretRef',
-      check: (s) => !USERINFO.test(s),
-    },
-    {
-      cel: "!self.contains('?') && !self.contains('#')",
-      message:
-        'url must not contain a query string or fragment; use the base URL, e.g. https://api.openai.com/v1',
-      check: (s) => !s.includes('?') && !s.includes('#'),
-    },
-    {
-      cel: "!self.matches('^https?://[^/?#]+') || isURL(self)",
-      message: 'url must be a valid absolute URL',
-      check: (s) => !SCHEME_HOST.test(s) || URL.canParse(s),
-    },
-  ],
-  'Base URL of the OpenAI-compatible API, up to and including the version segment (e.g. https://api.openai.com/v1, ' +
-    'https://generativelanguage.googleapis.com/v1beta/openai). A trailing slash is removed.',
-);
 
 export const SecretKeyRef = z
   .object({

@@ -12,6 +12,7 @@ Commands:
                                Run a simulated upstream provider until SIGINT/SIGTERM
   operator [--namespace NS] [--watch-namespaces a,b] [--listen 0.0.0.0:8081] [--leader-elect=false]
            [--concurrency 16] [--log-level info] [--allow-loopback true|false] [--deny-cidrs A,B] [--allow-cidrs A,B]
+           [--nat64-prefixes A,B]
                                Run the operator (in cluster, or with KUBECONFIG)
   gateway (--config-file F | --snapshot-secret NS/NAME) [--listen 0.0.0.0:8080] [--client-keys-file F] ...
                                Run the OpenAI-compatible gateway ('plugboard gateway --help' for every option)
@@ -19,7 +20,7 @@ Commands:
                                Run verification and the gateway on manifests in files, no cluster (watched)
   start [--listen 127.0.0.1:8080] [--mock-listen 127.0.0.1:8081] [-f examples/local]
                                What npm start runs: a simulated provider and standalone on examples/local/
-  verify -f <file|dir> [-f ...] [--connect] [--output text|json]
+  verify -f <file|dir> [-f ...] [--connect [--policy local|cluster]] [--output text|json]
                                Validate manifests offline; --connect also verifies each connection
   help                         Show this help
 

@@ -1,5 +1,12 @@
 import { parseArgs } from 'node:util';
 import { isAllowlistFault } from '../api/model-allowlist.ts';
+import {
+  ADDRESS_POLICY_FLAGS,
+  type AddressPolicy,
+  InvalidCidrError,
+  policyFromFlags,
+  setAddressPolicy,
+} from '../net/address-policy.ts';
 import { type Verifier, verifyIfDueAndPlan } from '../operator/logic/reconcile.ts';
 import { verifyConnection } from '../operator/verification/verify.ts';
 import type { ConditionSummary } from '../snapshot/schema.ts';
@@ -7,7 +14,8 @@ import { allowlistRefsFor } from './local-reconciler.ts';
 import { formatError, loadManifests, type ManifestSet } from './manifests.ts';
 import { resolveSecretFromManifests } from './secrets.ts';
 
-export const VERIFY_USAGE = `Usage: plugboard verify -f <file|dir> [-f ...] [--connect] [--output text|json]
+export const VERIFY_USAGE = `Usage: plugboard verify -f <file|dir> [-f ...] [--connect [--policy local|cluster] [policy flags]]
+                        [--output text|json]
 
 Validates ProviderConnection, ModelAllowlist and Secret manifests offline with the CRDs' own schemas and prints
 every problem as file#document field: message. Exits 1 when any manifest is invalid.
@@ -17,7 +25,17 @@ every problem as file#document field: message. Exits 1 when any manifest is inva
                         the Ready reason and message the operator would write. API keys come from Secret
                         manifests among the files (values may say \${ENV_VAR}). Exits 1 when any enabled
                         connection or allowlist is not Ready.
+  --policy local|cluster
+                        The address policy --connect applies. local (default): loopback allowed, as standalone
+                        mode does. cluster: the operator's in a pod (loopback refused), so PASS means the
+                        operator will connect too.
+  --allow-loopback true|false, --deny-cidrs A,B, --allow-cidrs A,B, --nat64-prefixes A,B
+                        The operator's address policy flags, to verify with its settings (--connect only).
+                        Always refused: link-local and cloud metadata, 0.0.0.0/8, ::, multicast, 240.0.0.0/4.
   --output text|json    text (default): one line per problem or connection; json: one document for machines`;
+
+export const VERIFY_POLICIES = ['local', 'cluster'] as const;
+export type VerifyPolicy = (typeof VERIFY_POLICIES)[number];
 
 type Result = 'pass' | 'fail' | 'skip';
 
@@ -137,6 +155,8 @@ export async function runVerify(args: string[]): Promise<number> {
     options: {
       filename: { type: 'string', short: 'f', multiple: true },
       connect: { type: 'boolean' },
+      policy: { type: 'string' },
+      ...ADDRESS_POLICY_FLAGS,
       output: { type: 'string', short: 'o', default: 'text' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -145,12 +165,32 @@ export async function runVerify(args: string[]): Promise<number> {
     console.log(VERIFY_USAGE);
     return 0;
   }
-  if (!values.filename?.length || (values.output !== 'text' && values.output !== 'json')) {
-    console.error(
-      `plugboard verify: ${values.filename?.length ? '--output must be text or json' : 'name the manifests with -f <file|dir>'}\n\n${VERIFY_USAGE}`,
-    );
+  const usageError = (problem: string) => {
+    console.error(`plugboard verify: ${problem}\n\n${VERIFY_USAGE}`);
     return 2;
+  };
+  if (!values.filename?.length) return usageError('name the manifests with -f <file|dir>');
+  if (values.output !== 'text' && values.output !== 'json')
+    return usageError('--output must be text or json');
+  const mode = values.policy ?? 'local';
+  if (!(VERIFY_POLICIES as readonly string[]).includes(mode))
+    return usageError(`--policy must be local or cluster, not ${JSON.stringify(mode)}`);
+  const policyFlags = ['policy', ...Object.keys(ADDRESS_POLICY_FLAGS)].filter(
+    (f) => values[f as keyof typeof values] !== undefined,
+  );
+  if (policyFlags.length > 0 && !values.connect)
+    return usageError(
+      `${policyFlags.map((f) => `--${f}`).join(', ')} ${policyFlags.length > 1 ? 'apply' : 'applies'} only with --connect`,
+    );
+  let policy: AddressPolicy;
+  try {
+    // The operator's own flags and defaults; the mode stands in for KUBERNETES_SERVICE_HOST.
+    policy = policyFromFlags(values, process.env, mode === 'cluster');
+  } catch (err) {
+    if (err instanceof InvalidCidrError) return usageError(err.message);
+    throw err;
   }
+  if (values.connect) setAddressPolicy(policy);
   const json = values.output === 'json';
   const set = await loadManifests(values.filename);
   const warnings = orphanAllowlists(set);
@@ -168,6 +208,7 @@ export async function runVerify(args: string[]): Promise<number> {
     (checked?.allowlists.filter((a) => a.result === 'fail').length ?? 0);
   const ok = valid && failing === 0;
 
+  const policyReport = { mode, description: policy.describe() };
   if (json) {
     const out = {
       ok,
@@ -175,7 +216,7 @@ export async function runVerify(args: string[]): Promise<number> {
       ...counts,
       errors: set.errors.map((e) => ({ ...e, text: formatError(e) })),
       warnings,
-      ...(checked ?? {}),
+      ...(checked ? { policy: policyReport, ...checked } : {}),
     };
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     return ok ? 0 : 1;
@@ -190,6 +231,7 @@ export async function runVerify(args: string[]): Promise<number> {
   }
   console.log(`OK    valid: ${what}`);
   if (!checked) return 0;
+  console.log(`INFO  address policy ${mode}: ${policyReport.description}`);
   const label = { pass: 'PASS ', fail: 'FAIL ', skip: 'SKIP ' } as const;
   for (const c of checked.connections) {
     console.log(

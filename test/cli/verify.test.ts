@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MockProvider, startMockProvider } from '../../src/mock-provider/index.ts';
+import { HOSTILE } from '../security/ssrf-corpus.ts';
 import { invalidFixtures } from '../support/fixtures.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -42,6 +43,27 @@ describe('plugboard verify (offline)', () => {
       expect(line, f.name).toContain(f.expectZod);
     }
     expect(lines.at(-2)).toMatch(/^FAIL {2}\d+ invalid: /);
+  });
+
+  it('refuses every URL of the SSRF corpus that admission covers, with the words of the API server', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'plugboard-verify-ssrf-'));
+    try {
+      const refused = HOSTILE.filter((h) => h.zod);
+      const docs = refused.map(
+        (h, i) =>
+          `apiVersion: plugboard.dev/v1alpha1\nkind: ProviderConnection\nmetadata: {name: h${i}}\nspec: {url: ${JSON.stringify(h.url)}}\n`,
+      );
+      writeFileSync(join(dir, 'hostile.yaml'), docs.join('---\n'));
+      const res = await verify('-f', dir, '--output', 'json');
+      expect(res.status).toBe(1);
+      const out = JSON.parse(res.stdout) as { errors: { doc: number; field: string; message: string }[] };
+      refused.forEach((h, i) => {
+        const messages = out.errors.filter((e) => e.doc === i + 1).map((e) => `${e.field}: ${e.message}`);
+        expect(messages.join('\n'), `${h.why}: ${JSON.stringify(h.url)}`).toContain(`spec.url: ${h.zod}`);
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('exits 1 for one invalid file and reports machine-readable errors with --output json', async () => {
@@ -209,5 +231,98 @@ describe('plugboard verify --connect', () => {
       verified: { reason: 'Verified' },
       models: ['gpt-4o'],
     });
+  });
+});
+
+describe('plugboard verify --connect --policy', () => {
+  let mock: MockProvider;
+  let dir: string;
+  const write = (name: string, url: string) => {
+    const file = join(dir, `${name}.yaml`);
+    writeFileSync(
+      file,
+      `apiVersion: plugboard.dev/v1alpha1\nkind: ProviderConnection\nmetadata: {name: ${name}}\nspec: {url: '${url}'}\n`,
+    );
+    return file;
+  };
+  beforeAll(async () => {
+    mock = await startMockProvider({ profile: 'openai' });
+    dir = mkdtempSync(join(tmpdir(), 'plugboard-policy-'));
+  });
+  afterAll(async () => {
+    await mock.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('local (the default) allows loopback, as standalone mode does', async () => {
+    const file = write('local', mock.url);
+    for (const args of [[], ['--policy', 'local']]) {
+      const res = await verify('-f', file, '--connect', ...args);
+      expect(res.stdout).toMatch(/^INFO {2}address policy local: loopback allowed$/m);
+      expect(res.stdout).toMatch(/^PASS {2}default\/local Verified: /m);
+      expect(res.status).toBe(0);
+    }
+  });
+
+  it('cluster refuses loopback, literal or by name, as the operator in a pod does', async () => {
+    const port = new URL(mock.url).port;
+    const before = mock.requests.length;
+    for (const url of [mock.url, `http://localhost:${port}/v1`]) {
+      const res = await verify('-f', write('cluster', url), '--connect', '--policy', 'cluster');
+      expect(res.stdout).toMatch(/^INFO {2}address policy cluster: loopback refused$/m);
+      expect(res.stdout).toMatch(
+        /^FAIL {2}default\/cluster BlockedAddress: refused to connect: .*loopback \(127\.0\.0\.0\/8, ::1\).*--allow-loopback/m,
+      );
+      expect(res.status, url).toBe(1);
+    }
+    expect(mock.requests.length).toBe(before); // nothing was sent to it
+  });
+
+  it("cluster takes the operator's flags: --allow-loopback, --deny-cidrs, --allow-cidrs", async () => {
+    const file = write('flags', mock.url);
+    const allowed = await verify('-f', file, '--connect', '--policy', 'cluster', '--allow-loopback', 'true');
+    expect(allowed.stdout).toMatch(/^PASS {2}default\/flags Verified: /m);
+    expect(allowed.status).toBe(0);
+    const denied = await verify(
+      '-f',
+      file,
+      '--connect',
+      '--policy',
+      'cluster',
+      '--allow-loopback',
+      'true',
+      '--deny-cidrs',
+      '127.0.0.0/8',
+    );
+    expect(denied.stdout).toMatch(/^FAIL {2}default\/flags BlockedAddress: .*--deny-cidrs 127\.0\.0\.0\/8/m);
+    expect(denied.status).toBe(1);
+    const outside = await verify('-f', file, '--connect', '--allow-cidrs', '10.0.0.0/8', '-o', 'json');
+    const json = JSON.parse(outside.stdout) as {
+      policy: { mode: string; description: string };
+      connections: { result: string; ready: { reason: string; message: string } }[];
+    };
+    // Loopback stays allowed under local, and is not subject to --allow-cidrs (as on the operator).
+    expect(json.policy).toEqual({ mode: 'local', description: 'loopback allowed; allow only 10.0.0.0/8' });
+    expect(json.connections[0]?.result).toBe('pass');
+  });
+
+  it('refuses a bad policy or flag with exit 2, and policy flags without --connect', async () => {
+    const file = write('usage', mock.url);
+    const cases: [string[], RegExp][] = [
+      [['--connect', '--policy', 'pod'], /--policy must be local or cluster, not "pod"/],
+      [['--policy', 'cluster'], /--policy applies only with --connect/],
+      [
+        ['--deny-cidrs', '10.0.0.0/8', '--policy', 'cluster'],
+        /--policy, --deny-cidrs apply only with --connect/,
+      ],
+      [['--connect', '--deny-cidrs', '10.0.0.0/33'], /--deny-cidrs: .*invalid prefix length/],
+      [['--connect', '--allow-loopback', 'yes'], /--allow-loopback must be true or false/],
+      [['--connect', '--nat64-prefixes', '2001:db8::/72'], /--nat64-prefixes: .*not a NAT64 prefix/],
+    ];
+    for (const [args, message] of cases) {
+      const res = await verify('-f', file, ...args);
+      expect(res.stderr, args.join(' ')).toMatch(message);
+      expect(res.status, args.join(' ')).toBe(2);
+    }
   });
 });

@@ -1,24 +1,29 @@
 import { randomBytes } from 'node:crypto';
 import { createServer as createHttp, type Server } from 'node:http';
 import { createServer as createHttps } from 'node:https';
-import { isIP } from 'node:net';
+import { BlockList, isIP } from 'node:net';
+import fc from 'fast-check';
 import { buildConnector } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ProviderConnectionSpec } from '../../src/api/provider-connection.ts';
 import { type MockProvider, startMockProvider } from '../../src/mock-provider/index.ts';
 import { selfSignedCertificate } from '../../src/mock-provider/tls.ts';
 import {
+  ADMISSION_POLICY,
   AddressPolicy,
   addressPolicy,
   checkUpstreamUrl,
+  FIXED_RULE_NAMES,
   InvalidCidrError,
+  ipv6Expanded,
   policyFromFlags,
   setAddressPolicy,
 } from '../../src/net/address-policy.ts';
 import { type Resolver, setConnectHooks } from '../../src/net/safe-connect.ts';
 import { type VerifyNetOptions, verifyConnection } from '../../src/operator/verification/verify.ts';
 import { conn, metricValue, startGateway } from '../gateway/helpers.ts';
-import { ALLOWED, HOSTILE } from './ssrf-corpus.ts';
+import { ipv6Literal, seeded, spelling } from './address-spellings.ts';
+import { ADMITTED, ALLOWED, HOSTILE } from './ssrf-corpus.ts';
 
 const CANARY = `sk-canary-${randomBytes(12).toString('hex')}`;
 const CLUSTER = new AddressPolicy({ allowLoopback: false });
@@ -165,20 +170,97 @@ describe(`admission: ${HOSTILE.length} hostile URLs through zod and checkUpstrea
       else expect(pure.ok).toBe(true);
     });
   }
-  it('private addresses and names pass admission', () => {
-    for (const a of ALLOWED) {
-      expect(ProviderConnectionSpec.safeParse({ url: a.url }).success, a.url).toBe(true);
-      expect(checkUpstreamUrl(a.url).ok, a.url).toBe(true);
+  it('private and public addresses, names and loopback pass admission', () => {
+    for (const url of ADMITTED) {
+      const parsed = ProviderConnectionSpec.safeParse({ url });
+      expect(parsed.success, `${url}: ${JSON.stringify(parsed.error?.issues)}`).toBe(true);
+      expect(checkUpstreamUrl(url).ok, url).toBe(true);
     }
+  });
+});
+
+describe('admission refuses every spelling WHATWG URL reads as a refused address', () => {
+  const fixedRulesOf = (url: string) => {
+    const host = URL.canParse(url) ? new URL(url).hostname.replace(/^\[(.*)\]$/, '$1') : '';
+    return isIP(host) ? ADMISSION_POLICY.fixedRules(host) : [];
+  };
+  const { seed, numRuns } = seeded(2000);
+
+  it(`generated notations and IPv6 embeddings (fast-check seed ${seed})`, () => {
+    fc.assert(
+      fc.property(spelling, (s) => {
+        const parsed = ProviderConnectionSpec.safeParse({ url: s.url });
+        const refused = fixedRulesOf(s.url);
+        // Safety: whatever WHATWG URL turns into a refused address is refused, however it is written.
+        if (refused.length > 0 || !URL.canParse(s.url))
+          expect(parsed.success, `${s.how}: ${s.url}`).toBe(false);
+        // No false alarms: an allowed address written literally passes.
+        if (s.literal && refused.length === 0) expect(parsed.success, `${s.how}: ${s.url}`).toBe(true);
+        // The pure check agrees with zod.
+        expect(checkUpstreamUrl(s.url).ok, s.url).toBe(parsed.success);
+      }),
+      { seed, numRuns },
+    );
+  });
+
+  it('the NAT64 local-use prefix is read in every RFC 6052 layout, unless --nat64-prefixes names the layout', () => {
+    // 64:ff9b:1::a00:7 is 10.0.0.7 in the /96 layout but 0.0.x.x in the /48 one.
+    expect(ADMISSION_POLICY.check('64:ff9b:1::a00:7')).toMatchObject({ allowed: false, rule: 'unspecified' });
+    const declared = new AddressPolicy({ nat64Prefixes: ['64:ff9b:1::/96'] });
+    expect(declared.check('64:ff9b:1::a00:7')).toEqual({ allowed: true });
+    expect(declared.check('64:ff9b:1::a9fe:a9fe')).toMatchObject({ allowed: false, rule: 'link-local' });
+    // A network-specific prefix is not recognisable from its bits; named, it is read like the well-known one.
+    const nsp = new AddressPolicy({ nat64Prefixes: ['2001:db8:64::/96', '2001:db8:100::/40'] });
+    expect(new AddressPolicy().check('2001:db8:64::a9fe:a9fe')).toEqual({ allowed: true });
+    expect(nsp.check('2001:db8:64::a9fe:a9fe')).toMatchObject({ allowed: false, rule: 'link-local' });
+    // /40: octets at bits 40-63 and 72-79, the u octet (64-71) skipped
+    expect(nsp.check('2001:db8:1a9:fea9:fe::')).toMatchObject({ allowed: false, rule: 'link-local' });
+    expect(nsp.ipv4Readings('2001:db8:1a9:fea9:fe::')).toEqual(['169.254.169.254']);
+    expect(() => new AddressPolicy({ nat64Prefixes: ['2001:db8::/72'] })).toThrow(/not a NAT64 prefix/);
+    expect(() => policyFromFlags({ 'nat64-prefixes': '10.0.0.0/8' })).toThrow(/--nat64-prefixes: .*NAT64/);
+  });
+
+  it(`the CRD's IPv6 patterns say what the policy says (fast-check seed ${seed})`, () => {
+    const inCidr = (address: string, cidr: string) => {
+      const [a, p] = cidr.split('/') as [string, string];
+      const list = new BlockList();
+      list.addSubnet(a, Number(p), 'ipv6');
+      return list.check(address, 'ipv6');
+    };
+    const patterns = FIXED_RULE_NAMES.map((rule) => ({
+      rule,
+      ...ADMISSION_POLICY.admissionPatterns(rule),
+    }));
+    const hosts = fc.oneof(
+      ipv6Literal,
+      spelling
+        .filter((s) => s.url.startsWith('http://['))
+        .map((s) => (new URL(s.url).hostname as string).slice(1, -1)),
+      fc.constantFrom('::', '::1', '::2', 'fd00:ec2::254', 'fd00:ec2::255', 'ff00::', 'fe80::', 'febf::'),
+    );
+    fc.assert(
+      fc.property(hosts, (h) => {
+        for (const text of [ipv6Expanded(h) as string, ipv6Expanded(h, true) as string]) {
+          for (const p of patterns) {
+            const says = p.ipv6.some(
+              (x) => new RegExp(`^(${x.pattern})$`).test(text) && !(x.except && inCidr(h, x.except)),
+            );
+            expect(says, `${p.rule}: ${h} as ${text}`).toBe(ADMISSION_POLICY.fixedRules(h).includes(p.rule));
+          }
+        }
+      }),
+      { seed, numRuns },
+    );
   });
 });
 
 // --- connect time: the operator's verification ---------------------------------------------------------------
 
-const admitted = HOSTILE.filter((h) => !h.zod);
+// Every hostile URL WHATWG can parse, admitted or not: the connect-time check holds on its own.
+const connectable = HOSTILE.filter((h) => h.connect);
 
-describe(`verification refuses ${admitted.length} admitted hostile URLs before dialling (cluster mode)`, () => {
-  for (const h of admitted) {
+describe(`verification refuses ${connectable.length} hostile URLs before dialling (cluster mode)`, () => {
+  for (const h of connectable) {
     it(`${h.why}: ${h.url} → BlockedAddress (${h.connect})`, async () => {
       const out = await verifyConnection(
         { provider: 'OpenAI', url: h.url, apiKey: CANARY, timeoutMs: 2000 },
@@ -376,15 +458,15 @@ describe('the gateway refuses blocked upstreams with 502 upstream_blocked, befor
     setAddressPolicy(before);
   });
 
-  it(`${admitted.length} hostile upstreams, cluster mode`, async () => {
+  it(`${connectable.length} hostile upstreams, cluster mode`, async () => {
     setAddressPolicy(CLUSTER);
-    const conns = admitted.map((h, i) =>
+    const conns = connectable.map((h, i) =>
       conn(undefined, { name: `c${i}`, url: h.url, apiKey: CANARY, models: [`m${i}`] }),
     );
     const gw = await startGateway(conns);
     try {
-      for (let i = 0; i < admitted.length; i++) {
-        const h = admitted[i] as (typeof admitted)[number];
+      for (let i = 0; i < connectable.length; i++) {
+        const h = connectable[i] as (typeof connectable)[number];
         const res = await fetch(`${gw.url}/v1/chat/completions`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
@@ -404,7 +486,7 @@ describe('the gateway refuses blocked upstreams with 502 upstream_blocked, befor
       const metrics = await (await fetch(`${gw.url}/metrics`)).text();
       expect(
         metricValue(metrics, 'plugboard_gateway_upstream_errors_total', { reason: 'blocked_address' }),
-      ).toBe(admitted.length);
+      ).toBe(connectable.length);
     } finally {
       await gw.close();
     }
