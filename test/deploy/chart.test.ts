@@ -288,12 +288,22 @@ describe('helm chart charts/plugboard', () => {
     const docs = render({
       values: [
         KEYS,
-        { upstreamAddressPolicy: { denyCidrs: ['10.96.0.0/12'], allowCidrs: ['10.0.0.0/8', '0.0.0.0/0'] } },
+        {
+          upstreamAddressPolicy: {
+            denyCidrs: ['10.96.0.0/12'],
+            allowCidrs: ['10.0.0.0/8', '0.0.0.0/0'],
+            nat64Prefixes: ['2001:db8:64::/96'],
+          },
+        },
       ],
     });
     for (const role of ['operator', 'gateway']) {
       expect(args(docs, role)).toEqual(
-        expect.arrayContaining(['--deny-cidrs=10.96.0.0/12', '--allow-cidrs=10.0.0.0/8,0.0.0.0/0']),
+        expect.arrayContaining([
+          '--deny-cidrs=10.96.0.0/12',
+          '--allow-cidrs=10.0.0.0/8,0.0.0.0/0',
+          '--nat64-prefixes=2001:db8:64::/96',
+        ]),
       );
     }
     expect(

@@ -156,4 +156,7 @@ least one; Node's default of four competes with the main thread for a small CPU 
 {{- with $p.allowCidrs }}
 - --allow-cidrs={{ join "," . }}
 {{- end }}
+{{- with $p.nat64Prefixes }}
+- --nat64-prefixes={{ join "," . }}
+{{- end }}
 {{- end -}}
