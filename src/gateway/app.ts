@@ -204,6 +204,30 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
     }
   };
   const unsubscribe = opts.snapshots.subscribe(apply);
+  // Client keys: every change of state is logged once and shown in metrics and /readyz.
+  let keysState: string | undefined;
+  const keysChanged = () => {
+    const k = opts.clientKeys?.status();
+    if (!k) return;
+    metrics.clientKeys.set(k.keys);
+    for (const state of ['loading', 'loaded', 'stale', 'revoked'])
+      metrics.clientKeysState.set({ state }, +(state === k.state));
+    if (k.state === keysState && k.state !== 'stale') return;
+    keysState = k.state;
+    if (k.state === 'revoked')
+      app.log.error(
+        { clientKeys: k.message },
+        'client keys revoked: every request is refused with 401 until they are back',
+      );
+    else if (k.state === 'stale')
+      app.log.error(
+        { clientKeys: k.message, keysInUse: k.keys },
+        'client keys could not be read; keeping the keys in use',
+      );
+    else if (k.state === 'loaded') app.log.info({ keys: k.keys }, 'client keys loaded');
+  };
+  const unsubscribeKeys = opts.clientKeys?.subscribe(keysChanged);
+  keysChanged();
   const initial = opts.snapshots.current();
   if (initial) apply(initial);
   await opts.snapshots.start?.();
@@ -252,8 +276,9 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_request, reply) => {
     const st = opts.snapshots.status();
-    const keysError = opts.clientKeys?.lastError();
-    const keysLoaded = !opts.clientKeys || opts.clientKeys.current() !== undefined;
+    const keys = opts.clientKeys?.status();
+    // Revoked keys keep the gateway ready: its 401s say why, where a pod out of the Service would refuse silently.
+    const keysLoaded = keys?.state !== 'loading';
     const ready = !draining && table !== undefined && keysLoaded;
     const body = {
       ready,
@@ -267,7 +292,7 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
         lastError: st.lastError ?? null,
         lastErrorAt: st.lastErrorAt?.toISOString() ?? null,
       },
-      ...(keysError ? { clientKeys: { lastError: keysError } } : {}),
+      ...(keys ? { clientKeys: keys } : {}),
     };
     return reply.code(ready ? 200 : 503).send(body);
   });
@@ -335,6 +360,7 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
     if (closed) return;
     closed = true;
     unsubscribe();
+    unsubscribeKeys?.();
     await app.close();
     await new Promise<void>((r) => (metricsServer ? metricsServer.close(() => r()) : r()));
     await pools.close();

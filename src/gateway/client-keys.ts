@@ -3,7 +3,7 @@ import { type FSWatcher, watch as fsWatch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { z } from 'zod';
-import { errors } from './errors.ts';
+import { errors, GatewayError } from './errors.ts';
 import { parseJsonOrYaml as parseYaml } from './parse-config.ts';
 
 /**
@@ -50,8 +50,16 @@ function escapeRegExp(s: string): string {
 
 export class ClientKeySet {
   private readonly keys: Stored[];
+  /** Set on the empty set that stands for a source that is gone: why every key is refused. */
+  readonly revocation: string | undefined;
 
-  constructor(entries: z.output<typeof ClientKeyEntry>[]) {
+  /** No key at all, because the keys' source is gone (a deleted Secret or file): every request gets 401. */
+  static revoked(why: string): ClientKeySet {
+    return new ClientKeySet([], why);
+  }
+
+  constructor(entries: z.output<typeof ClientKeyEntry>[], revocation?: string) {
+    this.revocation = revocation;
     this.keys = entries.map((e) => ({
       name: e.name,
       digest: e.key !== undefined ? sha256(e.key) : Buffer.from(e.sha256 as string, 'hex'),
@@ -82,6 +90,10 @@ export class ClientKeySet {
 export function authenticateClient(source: ClientKeysSource, authorization: string | undefined): ClientKey {
   const keys = source.current();
   if (!keys) throw errors.unavailable('Client API keys are not loaded yet.');
+  if (keys.revocation)
+    throw new GatewayError(401, `Every client key is revoked: ${keys.revocation}.`, {
+      code: 'client_keys_revoked',
+    });
   const key = keys.authenticate(authorization);
   if (!key) throw errors.unauthenticated();
   return key;
@@ -107,45 +119,135 @@ export function parseClientKeys(text: string): ClientKeySet {
   return new ClientKeySet(Array.isArray(r.data) ? r.data : r.data.keys);
 }
 
+/** Where the keys stand, for /readyz, metrics and logs. */
+export type ClientKeysState =
+  /** Not read yet: the gateway answers 503 and is not ready. */
+  | 'loading'
+  /** In use as read. */
+  | 'loaded'
+  /** The last edit could not be read (malformed): the keys read before it stay in use. */
+  | 'stale'
+  /** The source is gone (Secret or file deleted): every key is refused (401), the gateway stays ready. */
+  | 'revoked';
+
+export interface ClientKeysStatus {
+  state: ClientKeysState;
+  /** Keys in use. */
+  keys: number;
+  /** Why the state is `stale` or `revoked`; names the source, never quotes it. */
+  message?: string;
+}
+
 export interface ClientKeysSource {
   /** Undefined until loaded: the gateway then refuses every request (fails closed). */
   current(): ClientKeySet | undefined;
   lastError(): string | undefined;
+  status(): ClientKeysStatus;
+  /** Called after every change of keys or state; returns an unsubscribe function. */
+  subscribe(fn: () => void): () => void;
   start?(): Promise<void>;
   stop?(): Promise<void>;
 }
 
-export class StaticClientKeys implements ClientKeysSource {
-  private readonly set: ClientKeySet;
-  constructor(set: ClientKeySet | string) {
-    this.set = typeof set === 'string' ? parseClientKeys(set) : set;
-  }
-  current(): ClientKeySet {
+/**
+ * What every source of client keys shares: the keys in use and their state. A good read replaces the keys; a
+ * malformed one keeps them (`stale`); a source that is gone revokes them all (`revoked`), within the same time a
+ * rotation takes, because access that was taken away must go.
+ */
+export abstract class ClientKeysHolder implements ClientKeysSource {
+  private set: ClientKeySet | undefined;
+  private error: string | undefined;
+  private readonly listeners = new Set<() => void>();
+
+  current(): ClientKeySet | undefined {
     return this.set;
   }
-  lastError(): undefined {
-    return undefined;
+
+  lastError(): string | undefined {
+    return this.error;
+  }
+
+  status(): ClientKeysStatus {
+    if (!this.set) return { state: 'loading', keys: 0, ...(this.error ? { message: this.error } : {}) };
+    if (this.set.revocation) return { state: 'revoked', keys: 0, message: this.set.revocation };
+    if (this.error) return { state: 'stale', keys: this.set.size, message: this.error };
+    return { state: 'loaded', keys: this.set.size };
+  }
+
+  subscribe(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** A read of the source: parsed keys replace the old ones; a parse error keeps them. */
+  protected accept(text: string, origin: string): void {
+    try {
+      this.set = parseClientKeys(text);
+      this.error = undefined;
+    } catch (err) {
+      this.error = `${origin}: ${err instanceof Error ? err.message : String(err)}`;
+    }
+    this.emit();
+  }
+
+  /** Keys that were not read from text (a ready-made set). */
+  protected use(set: ClientKeySet): void {
+    this.set = set;
+    this.error = undefined;
+    this.emit();
+  }
+
+  /** The source is gone: every key is refused. */
+  protected gone(why: string): void {
+    this.set = ClientKeySet.revoked(why);
+    this.error = undefined;
+    this.emit();
+  }
+
+  /** The source could not be read (not a verdict on the keys): the keys in use stay. */
+  protected failed(message: string): void {
+    this.error = message;
+    this.emit();
+  }
+
+  private emit(): void {
+    for (const fn of this.listeners) {
+      try {
+        fn();
+      } catch {
+        // a listener's failure must not stop the others
+      }
+    }
   }
 }
 
-/** A keys file, reloaded when it changes; a broken file keeps the previous keys. */
-export class FileClientKeys implements ClientKeysSource {
-  private set: ClientKeySet | undefined;
-  private error: string | undefined;
+export class StaticClientKeys extends ClientKeysHolder {
+  constructor(set: ClientKeySet | string, origin = 'PLUGBOARD_CLIENT_KEYS') {
+    super();
+    if (typeof set === 'string') {
+      this.accept(set, origin);
+      const error = this.lastError();
+      if (error) throw new Error(error);
+    } else this.use(set);
+  }
+}
+
+/**
+ * A keys file, read again when it changes (watched through its directory, as ConfigMap and Secret mounts replace
+ * files by rename, with a 2 s poll as a safety net). A malformed file keeps the previous keys; a missing file
+ * revokes them.
+ */
+export class FileClientKeys extends ClientKeysHolder {
   private watcher: FSWatcher | undefined;
   private poll: NodeJS.Timeout | undefined;
   private last: string | undefined;
   private readonly path: string;
 
   constructor(path: string) {
+    super();
     this.path = path;
   }
-  current(): ClientKeySet | undefined {
-    return this.set;
-  }
-  lastError(): string | undefined {
-    return this.error;
-  }
+
   /** Idempotent: the gateway starts its sources, and a second watcher would keep the process alive. */
   async start(): Promise<void> {
     if (this.poll) return;
@@ -162,19 +264,29 @@ export class FileClientKeys implements ClientKeysSource {
       // the poll still picks up changes
     }
   }
+
   async stop(): Promise<void> {
     this.watcher?.close();
     clearInterval(this.poll);
   }
+
   async load(): Promise<void> {
+    let text: string;
     try {
-      const text = await readFile(this.path, 'utf8');
-      if (text === this.last && this.set) return;
-      this.last = text;
-      this.set = parseClientKeys(text);
-      this.error = undefined;
+      text = await readFile(this.path, 'utf8');
     } catch (err) {
-      this.error = `client keys file ${this.path}: ${err instanceof Error ? err.message : err}`;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') {
+        const why = `the client keys file ${this.path} does not exist`;
+        this.last = undefined;
+        if (this.current()?.revocation !== why) this.gone(why);
+        return;
+      }
+      this.failed(`client keys file ${this.path}: cannot read it (${code ?? 'error'})`);
+      return;
     }
+    if (text === this.last && this.current()) return;
+    this.last = text;
+    this.accept(text, `client keys file ${this.path}`);
   }
 }

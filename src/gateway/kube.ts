@@ -12,7 +12,7 @@ import {
   shardChunk,
   shardSecretName,
 } from '../snapshot/shards.ts';
-import { type ClientKeySet, type ClientKeysSource, parseClientKeys } from './client-keys.ts';
+import { ClientKeysHolder } from './client-keys.ts';
 import { BaseSnapshotSource } from './snapshot-source.ts';
 
 /** `ns/name` → parts (name defaults to `defaultName` when only a namespace is given). */
@@ -50,18 +50,17 @@ export class SecretWatcher {
     onError: (message: string) => void,
   ) {
     this.client = new KubeClient(kc);
+    const key = `${namespace}/${name}`;
     this.informer = new Informer<SecretObject>(this.client, {
       path: `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets`,
       fieldSelector: `metadata.name=${name}`,
       watchTimeoutSeconds: 240,
       onError: (m) => onError(`watching Secret ${namespace}/${name} failed: ${m}`),
+      // After every list, also when nothing changed: a missing Secret is reported, and a failure is cleared
+      // once the API server answers again.
+      onListed: () => onSecret(this.informer.get(key)),
     });
-    const key = `${namespace}/${name}`;
     this.informer.on(() => onSecret(this.informer.get(key)));
-    // The first list of a missing Secret emits nothing: report the absence once the list has run.
-    void this.informer.waitForSync().then(() => {
-      if (!this.informer.get(key)) onSecret(undefined);
-    });
   }
 
   /** Milliseconds; tests shorten it. */
@@ -210,44 +209,41 @@ export class KubernetesSnapshotSource extends BaseSnapshotSource {
 }
 
 /** Client keys from a Secret (data key `keys.yaml`), kept current by a watch; a broken Secret keeps the last keys. */
-export class SecretClientKeys implements ClientKeysSource {
+/**
+ * Client keys from a Secret (data key `keys.yaml`), watched by name: an edit applies as soon as the watch delivers
+ * it; a malformed edit keeps the keys in use; a deleted Secret (or one without `keys.yaml`) revokes them all.
+ * Watch failures (API server down) keep the keys in use and are reported.
+ */
+export class SecretClientKeys extends ClientKeysHolder {
   static readonly DATA_KEY = 'keys.yaml';
-  private set: ClientKeySet | undefined;
-  private error: string | undefined;
   private readonly watcher: SecretWatcher;
 
   constructor(kc: KubeConfig | KubeAuth, namespace: string, name: string) {
+    super();
+    const ref = `${namespace}/${name}`;
     this.watcher = new SecretWatcher(
       kc,
       namespace,
       name,
       (s) => {
-        const data = s?.data?.[SecretClientKeys.DATA_KEY];
-        if (!data) {
-          this.error = `Secret ${namespace}/${name} is missing or has no ${SecretClientKeys.DATA_KEY}`;
-          return;
-        }
-        try {
-          this.set = parseClientKeys(Buffer.from(data, 'base64').toString('utf8'));
-          this.error = undefined;
-        } catch (err) {
-          this.error = `Secret ${namespace}/${name}: ${(err as Error).message}`;
-        }
+        if (!s) return this.gone(`the Secret ${ref} does not exist`);
+        const data = s.data?.[SecretClientKeys.DATA_KEY];
+        if (!data) return this.gone(`the Secret ${ref} has no ${SecretClientKeys.DATA_KEY}`);
+        this.accept(Buffer.from(data, 'base64').toString('utf8'), `Secret ${ref}`);
       },
-      (m) => {
-        this.error = m;
-      },
+      (m) => this.failed(m),
     );
   }
-  current(): ClientKeySet | undefined {
-    return this.set;
+
+  /** Milliseconds; tests shorten it. */
+  get backoff(): { initial: number; max: number } {
+    return this.watcher.backoff;
   }
-  lastError(): string | undefined {
-    return this.error;
-  }
+
   start(): Promise<void> {
     return this.watcher.start();
   }
+
   stop(): Promise<void> {
     return this.watcher.stop();
   }

@@ -39,6 +39,8 @@ export class GatewayMetrics {
   readonly snapshotLastReload: Gauge;
   readonly snapshotErrors: Counter;
   readonly snapshotOk: Gauge;
+  readonly clientKeys: Gauge;
+  readonly clientKeysState: Gauge<'state'>;
   // prom-client validates and hashes the label set on every inc(); on the proxy's path these are plain additions,
   // handed to prom-client when it is scraped. Keyed by label values, so bounded by the snapshot like the series.
   private readonly totals = new Map<string, RouteTotals>();
@@ -130,6 +132,19 @@ export class GatewayMetrics {
     this.snapshotOk = new Gauge({
       name: 'plugboard_gateway_snapshot_ok',
       help: '1 when the last snapshot load succeeded, 0 when the last attempt failed.',
+      registers,
+    });
+    this.clientKeys = new Gauge({
+      name: 'plugboard_gateway_client_keys',
+      help: 'Client keys in use (0 when keys are revoked or not configured).',
+      registers,
+    });
+    this.clientKeysState = new Gauge({
+      name: 'plugboard_gateway_client_keys_state',
+      help:
+        '1 for the state the client keys are in: loading, loaded, stale (a malformed edit; the last good keys ' +
+        'stay in use) or revoked (the Secret or file is gone; every request gets 401).',
+      labelNames: ['state'],
       registers,
     });
   }

@@ -18,6 +18,8 @@ export interface InformerOptions {
   watchTimeoutSeconds?: number;
   /** Called with a readable message on every list/watch failure (before the retry). */
   onError?: (message: string) => void;
+  /** Called after every successful list (the first, and each relist after a failure or 410). */
+  onListed?: () => void;
 }
 
 const METADATA_ACCEPT = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json';
@@ -193,6 +195,7 @@ export class Informer<T extends ObjectWithMeta> {
           await this.relist();
           needList = false;
           this.firstAttemptDone();
+          this.opts.onListed?.();
         }
         await this.client.watch<T>(
           this.opts.path,

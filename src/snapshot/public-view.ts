@@ -27,7 +27,10 @@ export interface PublicConnections {
  * The public view of a snapshot. `visible`: a client key's model scope; the view then shows only the models it
  * may use, and only the connections that serve at least one of them (a scoped key learns nothing of the rest).
  */
-export function publicConnections(snapshot: Snapshot, visible?: (model: string) => boolean): PublicConnections {
+export function publicConnections(
+  snapshot: Snapshot,
+  visible?: (model: string) => boolean,
+): PublicConnections {
   const connections = visible
     ? snapshot.connections
         .map((c) => ({ ...c, models: c.models.filter((m) => visible(m.id)) }))

@@ -211,10 +211,11 @@ describe('operator against a real API server', () => {
     expect(a.status?.exposedModels).toEqual(['gemini-2.0-flash', 'gemini-2.5-pro']);
     const c = await api.waitReady('gemini', 'Verified');
     expect(c.status?.models).toEqual(['gemini-2.0-flash', 'gemini-2.5-pro']);
-    const entry = await eventually(
-      async () => (await api.snapshot())?.connections.find((x) => x.name === 'gemini' && x.serving),
-      'gemini snapshot',
-    );
+    // The first serving generation may predate the allowlist: wait for the one that applies it.
+    const entry = await eventually(async () => {
+      const e = (await api.snapshot())?.connections.find((x) => x.name === 'gemini' && x.serving);
+      return e?.models.length === 2 ? e : undefined;
+    }, 'gemini snapshot with the allowlist applied');
     expect(entry.models).toEqual([
       expect.objectContaining({ id: 'gemini-2.0-flash', upstreamId: 'models/gemini-2.0-flash' }),
       expect.objectContaining({ id: 'gemini-2.5-pro', upstreamId: 'models/gemini-2.5-pro' }),
