@@ -5,7 +5,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import { authenticateClient, type ClientKeysSource } from './client-keys.ts';
 import { GatewayError } from './errors.ts';
 import type { GatewayMetrics } from './metrics.ts';
-import { noRelease, type RequestContext, respondWithError } from './request-context.ts';
+import { bodyUnread, noRelease, type RequestContext, respondWithError } from './request-context.ts';
 import { isRefusal, parseRequestTarget, type RequestTarget } from './request-target.ts';
 import type { Router } from './routes.ts';
 
@@ -76,8 +76,7 @@ export function frontDoor(o: FrontDoorOptions): (req: IncomingMessage, res: Serv
       logged: false,
       release: noRelease,
     };
-    // An unread body is not drained: the connection ends with the answer.
-    if (!req.complete) res.setHeader('connection', 'close');
+    if (bodyUnread(req)) res.setHeader('connection', 'close');
     respondWithError(ctx, err);
   };
 
@@ -157,7 +156,7 @@ export function frontDoor(o: FrontDoorOptions): (req: IncomingMessage, res: Serv
       try {
         ctx.clientKey = authenticateClient(o.clientKeys, req.headers.authorization);
       } catch (err) {
-        if (!req.complete) res.setHeader('connection', 'close');
+        if (bodyUnread(req)) res.setHeader('connection', 'close');
         return respondWithError(ctx, err as GatewayError);
       }
     }

@@ -172,19 +172,23 @@ function upstreamBody(
  */
 export function jsonShape(raw: Buffer, max: number): number {
   let depth = 0;
-  let inString = false;
   let expectName = false;
   let members = 0;
   for (let i = 0; i < raw.length; i++) {
     const c = raw[i] as number;
-    if (inString) {
-      if (c === 0x5c) i++;
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) {
-      inString = true;
+    if (c === 0x22) {
       if (expectName) {
         members++;
         expectName = false;
+      }
+      // Jump to the closing quote: one that is not escaped (preceded by an even number of backslashes).
+      for (;;) {
+        const q = raw.indexOf(0x22, i + 1);
+        if (q < 0) return members; // unterminated: JSON.parse will say so
+        let slashes = 0;
+        while (raw[q - 1 - slashes] === 0x5c) slashes++;
+        i = q;
+        if (slashes % 2 === 0) break;
       }
     } else if (c === 0x7b || c === 0x5b) {
       if (++depth > max) return -1;

@@ -4,7 +4,7 @@ import { errors, GatewayError } from './errors.ts';
 import { candidatesFor, type JsonEndpointDeps } from './json-endpoint.ts';
 import { boundaryOf, MultipartError, readMultipartHead, rewriteModel } from './multipart.ts';
 import { proxy } from './proxy.ts';
-import { type RequestContext, respondWithError } from './request-context.ts';
+import { bodyUnread, type RequestContext, respondWithError } from './request-context.ts';
 import type { Endpoint } from './upstream.ts';
 
 /**
@@ -15,7 +15,7 @@ export function multipartHandler(deps: JsonEndpointDeps, maxBody: number): (ctx:
   return (ctx) => {
     serveMultipart(deps, ctx, maxBody).catch((err: unknown) => {
       // An unread upload is not drained: the connection ends with the answer.
-      if (!ctx.res.headersSent && !ctx.req.complete) ctx.res.setHeader('connection', 'close');
+      if (!ctx.res.headersSent && bodyUnread(ctx.req)) ctx.res.setHeader('connection', 'close');
       if (err instanceof GatewayError) return respondWithError(ctx, err);
       ctx.log.error({ err }, 'request failed');
       respondWithError(ctx, new GatewayError(500, 'Internal gateway error.', { type: 'server_error' }));

@@ -38,6 +38,16 @@ const QUIET = new Set(['/healthz', '/readyz', '/metrics']);
 
 export { NOOP as noRelease };
 
+/**
+ * Whether the request declared a body that has not been read: an answer that refuses it also ends the
+ * connection, so the rest is not read (node:http would drain it to reuse the connection).
+ */
+export function bodyUnread(req: IncomingMessage): boolean {
+  if (req.complete) return false;
+  const length = req.headers['content-length'];
+  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
+}
+
 /** The path a log line or error names: the canonical one, never the raw target or the query string. */
 export function pathOf(ctx: RequestContext): string {
   return ctx.target.path;

@@ -104,8 +104,26 @@ function decodeSegment(raw: string, flags: { slash: boolean }): string | TargetR
   return text;
 }
 
+/**
+ * The targets read lately: a gateway sees a handful of distinct targets over and over, and a RequestTarget is
+ * immutable, so a read is a map lookup. Bounded: cleared when full.
+ */
+const recent = new Map<string, RequestTarget>();
+const RECENT_MAX = 256;
+
 /** Reads a raw request target (`req.url`). */
 export function parseRequestTarget(raw: string | undefined): RequestTarget | TargetRefusal {
+  const known = raw === undefined ? undefined : recent.get(raw);
+  if (known) return known;
+  const t = read(raw);
+  if (!isRefusal(t) && raw !== undefined && raw.length <= 256) {
+    if (recent.size >= RECENT_MAX) recent.clear();
+    recent.set(raw, t);
+  }
+  return t;
+}
+
+function read(raw: string | undefined): RequestTarget | TargetRefusal {
   if (!raw) return refuse('the request has no target');
   if (raw.length > MAX_TARGET_LENGTH)
     return refuse(`the request target is longer than ${MAX_TARGET_LENGTH} characters`);
@@ -135,7 +153,11 @@ export function parseRequestTarget(raw: string | undefined): RequestTarget | Tar
   }
   if (plain) {
     const path = prev === 0x2f && rawPath.length > 1 ? rawPath.slice(0, -1) : rawPath;
-    return { path, segments: path === '/' ? [] : path.slice(1).split('/'), encodedSlash: false };
+    return Object.freeze({
+      path,
+      segments: Object.freeze(path === '/' ? [] : path.slice(1).split('/')),
+      encodedSlash: false,
+    });
   }
 
   for (let i = 0; i < rawPath.length; i++) {
@@ -163,7 +185,11 @@ export function parseRequestTarget(raw: string | undefined): RequestTarget | Tar
   }
   let encodedSlash = false;
   if (flags.slash) for (const s of segments) if (s.includes('/')) encodedSlash = true;
-  return { path: `/${segments.map(encodeSegment).join('/')}`, segments, encodedSlash };
+  return Object.freeze({
+    path: `/${segments.map(encodeSegment).join('/')}`,
+    segments: Object.freeze(segments),
+    encodedSlash,
+  });
 }
 
 export function isRefusal(t: RequestTarget | TargetRefusal): t is TargetRefusal {

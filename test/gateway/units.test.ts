@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseClientKeys } from '../../src/gateway/client-keys.ts';
 import { type InFlightHandle, InFlightRequests } from '../../src/gateway/in-flight.ts';
+import { jsonShape } from '../../src/gateway/json-endpoint.ts';
 import { ModelRewriter } from '../../src/gateway/model-rewrite.ts';
 import { readMultipartHead, rewriteModel } from '../../src/gateway/multipart.ts';
 import { FileSnapshotSource } from '../../src/gateway/snapshot-source.ts';
@@ -268,5 +269,29 @@ describe('ModelRewriter', () => {
       }),
       propertyRun('model rewrite across chunks', 500),
     );
+  });
+});
+
+describe('jsonShape', () => {
+  const depthOf = (v: unknown): number =>
+    v !== null && typeof v === 'object'
+      ? 1 + Math.max(0, ...Object.values(v as Record<string, unknown>).map(depthOf))
+      : 0;
+
+  it('counts the top-level members as written and finds the nesting depth, strings and escapes included', () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.string(), fc.jsonValue()), fc.boolean(), (value, spaced) => {
+        const text = JSON.stringify(value, null, spaced ? 1 : undefined);
+        const depth = depthOf(value) || 1;
+        expect(jsonShape(Buffer.from(text), depth)).toBe(Object.keys(value).length);
+        if (depth > 1) expect(jsonShape(Buffer.from(text), depth - 1)).toBe(-1);
+      }),
+      propertyRun('jsonShape', 1000),
+    );
+  });
+
+  it('sees a repeated name, also when one is escaped', () => {
+    expect(jsonShape(Buffer.from('{"model":"a","mod\\u0065l":"b"}'), 8)).toBe(2);
+    expect(jsonShape(Buffer.from('{"a":"x\\\\","b":"y\\"z","c":[{"d":1,"e":2}]}'), 8)).toBe(3);
   });
 });
