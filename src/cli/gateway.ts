@@ -15,6 +15,7 @@ import {
 } from '../net/address-policy.ts';
 import { parseListen } from './args.ts';
 import { SERVER_FLAGS, SERVER_USAGE, serverOptions } from './server-flags.ts';
+import { shutdownOnSignals } from './shutdown.ts';
 
 export const GATEWAY_USAGE = `Usage: plugboard gateway [options]
 
@@ -29,6 +30,7 @@ Serves the OpenAI-compatible API from a routing snapshot.
                                (or PLUGBOARD_CLIENT_KEYS: the same list inline)
   --ui-dir D                   Serve the built UI from D at / (default: the package's dist/ui when built)
   --drain-timeout 30s          On SIGTERM/SIGINT, how long in-flight requests may finish
+                               (then exit 0; a second signal exits at once, 143 or 130)
   --max-json-body 8MiB         --max-multipart-body 25MiB
   --log-level info             trace | debug | info | warn | error
 ${SERVER_USAGE}
@@ -117,30 +119,17 @@ export async function runGateway(args: string[]): Promise<number> {
   }
   gateway.app.log.info({ url, snapshot: snapshots.status().source }, 'gateway listening');
 
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) {
-        gateway.app.log.warn({ signal }, 'second signal: exiting now');
-        resolve(1);
-        return;
+  return shutdownOnSignals({
+    log: gateway.app.log,
+    stop: async () => {
+      try {
+        await gateway.drain();
+      } finally {
+        clearInterval(logFlusher);
       }
-      stopping = true;
-      gateway.app.log.info({ signal }, 'shutting down');
-      gateway.drain().then(
-        () => {
-          logDestination.flushSync();
-          resolve(0);
-        },
-        () => {
-          logDestination.flushSync();
-          resolve(1);
-        },
-      );
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-  });
+    },
+    flush: () => logDestination.flushSync(),
+  }).finished;
 }
 
 /** The UI that `npm run build` put next to the code, if any. */

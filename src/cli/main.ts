@@ -1,88 +1,118 @@
-import { parseArgs } from 'node:util';
+interface Command {
+  /** One line for `plugboard help`. */
+  summary: string;
+  /** The command's usage, kept next to its parser; printed with a parse error. */
+  usage(): Promise<string>;
+  /** Answers `--help` and `-h` with the usage on stdout (exit 0), as every command must. */
+  run(args: string[]): Promise<number> | number;
+}
 
-const USAGE = `Usage: plugboard <command> [options]
-
-Commands:
-  crds                         Print the CustomResourceDefinitions (kubectl apply -f -)
-  init <provider> [--name N] [--namespace NS]
-                               Print a ready-to-edit manifest set for a provider
-  init --list                  List the providers init knows
-  mock-provider --profile <name> [--listen host:port] [--api-key K] [--latency-ms N] [--chunk-delay-ms N]
-                [--fail-status N] [--model-count N] [--tls [--ca-out FILE]]
-                               Run a simulated upstream provider until SIGINT/SIGTERM
-  operator [--namespace NS] [--watch-namespaces a,b] [--listen 0.0.0.0:8081] [--leader-elect=false]
-           [--concurrency 16] [--log-level info] [--allow-loopback true|false] [--deny-cidrs A,B] [--allow-cidrs A,B]
-           [--nat64-prefixes A,B]
-                               Run the operator (in cluster, or with KUBECONFIG)
-  gateway (--config-file F | --snapshot-secret NS/NAME) [--listen 0.0.0.0:8080] [--client-keys-file F] ...
-                               Run the OpenAI-compatible gateway ('plugboard gateway --help' for every option)
-  standalone -f <file|dir> [-f ...] [--listen 127.0.0.1:8080] [--client-keys-file F] [--ui-dir D]
-                               Run verification and the gateway on manifests in files, no cluster (watched)
-  start [--listen 127.0.0.1:8080] [--mock-listen 127.0.0.1:8081] [-f examples/local]
-                               What npm start runs: a simulated provider and standalone on examples/local/
-  verify -f <file|dir> [-f ...] [--connect [--policy local|cluster]] [--output text|json]
-                               Validate manifests offline; --connect also verifies each connection
-  help                         Show this help
-
-Run 'plugboard <command> --help' for a command's options.`;
-
-type Command = (args: string[]) => Promise<number> | number;
-
-const commands: Record<string, Command> = {
-  operator: async (args) => (await import('./operator.ts')).runOperator(args),
-  gateway: async (args) => (await import('./gateway.ts')).runGateway(args),
-  crds: async () => {
-    const { crdsYaml } = await import('../api/crds.ts');
-    process.stdout.write(crdsYaml());
-    return 0;
+// Commands load their modules on use, so `plugboard gateway` does not carry the CRD and manifest tooling.
+const COMMANDS: Record<string, Command> = {
+  operator: {
+    summary: 'Run the operator (in cluster, or with KUBECONFIG)',
+    usage: async () => (await import('./operator.ts')).OPERATOR_USAGE,
+    run: async (args) => (await import('./operator.ts')).runOperator(args),
   },
-  // Commands load their modules on use, so `plugboard gateway` does not carry the CRD and manifest tooling.
-  init: async (args) => {
-    const { profileYaml } = await import('../providers/manifests.ts');
-    const { findProfile, PROVIDER_PROFILES } = await import('../providers/profiles.ts');
-    const { values, positionals } = parseArgs({
-      args,
-      allowPositionals: true,
-      options: { list: { type: 'boolean' }, name: { type: 'string' }, namespace: { type: 'string' } },
-    });
-    if (values.list) {
-      const width = Math.max(...PROVIDER_PROFILES.map((p) => p.id.length));
-      for (const p of PROVIDER_PROFILES) console.log(`${p.id.padEnd(width)}  ${p.displayName}  ${p.url}`);
+  gateway: {
+    summary: 'Serve the OpenAI-compatible API from a routing snapshot (file or Secret)',
+    usage: async () => (await import('./gateway.ts')).GATEWAY_USAGE,
+    run: async (args) => (await import('./gateway.ts')).runGateway(args),
+  },
+  standalone: {
+    summary: 'Verify connections and serve the gateway on manifests in files, no cluster (watched)',
+    usage: async () => (await import('./standalone.ts')).STANDALONE_USAGE,
+    run: async (args) => (await import('./standalone.ts')).runStandalone(args),
+  },
+  start: {
+    summary: 'What npm start runs: a simulated provider and standalone on examples/local/',
+    usage: async () => (await import('./start.ts')).START_USAGE,
+    run: async (args) => (await import('./start.ts')).runStart(args),
+  },
+  verify: {
+    summary: 'Validate manifests offline; --connect also verifies each connection',
+    usage: async () => (await import('./verify.ts')).VERIFY_USAGE,
+    run: async (args) => (await import('./verify.ts')).runVerify(args),
+  },
+  init: {
+    summary: 'Print a ready-to-edit manifest set for a provider (--list names them)',
+    usage: async () => (await import('./init.ts')).INIT_USAGE,
+    run: async (args) => (await import('./init.ts')).runInit(args),
+  },
+  crds: {
+    summary: 'Print the CustomResourceDefinitions (kubectl apply -f -)',
+    usage: async () => (await import('./crds.ts')).CRDS_USAGE,
+    run: async (args) => (await import('./crds.ts')).runCrds(args),
+  },
+  'mock-provider': {
+    summary: 'Run a simulated upstream provider, for tests and demos',
+    usage: async () => (await import('./mock-provider.ts')).MOCK_PROVIDER_USAGE,
+    run: async (args) => (await import('./mock-provider.ts')).runMockProvider(args),
+  },
+  help: {
+    summary: "Show this help; 'plugboard help <command>' shows a command's",
+    usage: async () => usage(),
+    run: async (args) => {
+      const { parseArgs } = await import('node:util');
+      const { values, positionals } = parseArgs({
+        args,
+        allowPositionals: true,
+        options: { help: { type: 'boolean', short: 'h' } },
+      });
+      const name = positionals[0];
+      if (name === undefined || values.help) {
+        console.log(usage());
+        return 0;
+      }
+      const command = COMMANDS[name];
+      if (!command) return unknownCommand(name);
+      console.log(await command.usage());
       return 0;
-    }
-    const id = positionals[0];
-    const profile = id ? findProfile(id) : undefined;
-    if (!profile) {
-      console.error(
-        `${id ? `unknown provider ${JSON.stringify(id)}` : 'name a provider'}; one of: ${PROVIDER_PROFILES.map((p) => p.id).join(', ')}`,
-      );
-      return 2;
-    }
-    process.stdout.write(profileYaml(profile, { name: values.name, namespace: values.namespace }));
-    return 0;
-  },
-  'mock-provider': async (args) => (await import('./mock-provider.ts')).runMockProvider(args),
-  standalone: async (args) => (await import('./standalone.ts')).runStandalone(args),
-  start: async (args) => (await import('./start.ts')).runStart(args),
-  verify: async (args) => (await import('./verify.ts')).runVerify(args),
-
-  help: () => {
-    console.log(USAGE);
-    return 0;
+    },
   },
 };
 
+/** The names `plugboard` accepts, in the order `plugboard help` lists them. */
+export const COMMAND_NAMES: readonly string[] = Object.keys(COMMANDS);
+
+function usage(): string {
+  const width = Math.max(...COMMAND_NAMES.map((n) => n.length));
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  return `Usage: plugboard <command> [options]
+
+Commands:
+${lines.join('\n')}
+
+Every command answers --help (-h) with its options. The long-running ones (operator, gateway, standalone,
+start, mock-provider) stop on SIGTERM or SIGINT after draining and exit 0; a second signal exits at once
+with 143 (SIGTERM) or 130 (SIGINT).`;
+}
+
+function unknownCommand(name: string): number {
+  console.error(`plugboard: unknown command ${JSON.stringify(name)}\n\n${usage()}`);
+  return 2;
+}
+
+/** Errors node:util parseArgs throws for an invocation it cannot read (unknown option, missing value, ...). */
+function isArgsError(err: unknown): err is Error {
+  const code = (err as { code?: unknown } | null)?.code;
+  return err instanceof Error && typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_');
+}
+
 export async function main(argv: string[]): Promise<number> {
-  const [name = 'help', ...rest] = argv;
-  const command = commands[name === '--help' || name === '-h' ? 'help' : name];
-  if (!command) {
-    console.error(`plugboard: unknown command ${JSON.stringify(name)}\n\n${USAGE}`);
-    return 2;
-  }
+  const [first = 'help', ...rest] = argv;
+  const name = first === '--help' || first === '-h' ? 'help' : first;
+  const command = COMMANDS[name];
+  if (!command) return unknownCommand(name);
   try {
-    return await command(rest);
+    return await command.run(rest);
   } catch (err) {
-    console.error(`plugboard ${name}: ${err instanceof Error ? err.message : String(err)}`);
+    let message = err instanceof Error ? err.message : String(err);
+    // parseArgs' advice on positionals that start with '-' fits no plugboard command: keep its first sentence.
+    if (isArgsError(err)) message = message.replace(/\. To specify a positional argument .*$/s, '');
+    // A bad invocation gets the command's usage too; other errors are one line (no stack trace) either way.
+    if (isArgsError(err)) console.error(`plugboard ${name}: ${message}\n\n${await command.usage()}`);
+    else console.error(`plugboard ${name}: ${message}`);
     return 2;
   }
 }

@@ -13,6 +13,7 @@ import { parseListen } from './args.ts';
 import { LocalReconciler } from './local-reconciler.ts';
 import { formatError, loadManifests, type ManifestSet } from './manifests.ts';
 import { localHosts, SERVER_FLAGS, SERVER_USAGE, serverOptions } from './server-flags.ts';
+import { shutdownOnSignals } from './shutdown.ts';
 
 export const STANDALONE_USAGE = `Usage: plugboard standalone -f <file|dir> [-f ...] [options]
 
@@ -28,6 +29,7 @@ Runs the operator's verification and snapshot compilation on manifests in files,
                                (or PLUGBOARD_CLIENT_KEYS: the same list inline)
   --ui-dir D                   Serve the built UI from D at / (default: the package's dist/ui when built)
   --drain-timeout 5s           On SIGTERM/SIGINT, how long in-flight requests may finish
+                               (then exit 0; a second signal exits at once, 143 or 130)
   --log-level info             trace | debug | info | warn | error
 ${SERVER_USAGE}
                                (standalone always serves localhost and the --listen name too)`;
@@ -269,29 +271,18 @@ export function clientKeysFrom(file: string | undefined): ClientKeysSource | und
   return undefined;
 }
 
-/** Resolves on SIGINT/SIGTERM after draining; a second signal exits at once. */
+/** Resolves on SIGINT/SIGTERM after draining (then `onStop`); see shutdownOnSignals for a second signal. */
 export function untilSignal(app: Standalone, onStop?: () => Promise<void>): Promise<number> {
-  return new Promise<number>((done) => {
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) {
-        app.gateway.app.log.warn({ signal }, 'second signal: exiting now');
-        done(1);
-        return;
+  return shutdownOnSignals({
+    log: app.gateway.app.log,
+    stop: async () => {
+      try {
+        await app.drain();
+      } finally {
+        await onStop?.();
       }
-      stopping = true;
-      app.gateway.app.log.info({ signal }, 'shutting down');
-      app
-        .drain()
-        .then(() => onStop?.())
-        .then(
-          () => done(0),
-          () => done(1),
-        );
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-  });
+    },
+  }).finished;
 }
 
 /** Turns "address in use" into advice. */

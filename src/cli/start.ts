@@ -3,6 +3,7 @@ import { existsSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { parseDurationMs } from '../gateway/errors.ts';
 import { startMockProvider } from '../mock-provider/index.ts';
 import { parseListen } from './args.ts';
 import { localHosts, SERVER_FLAGS, SERVER_USAGE, serverOptions } from './server-flags.ts';
@@ -30,6 +31,8 @@ replies) and 'plugboard standalone' on examples/local/, serving the chat, the st
   --listen HOST:PORT      Default 127.0.0.1:8080
   --mock-listen HOST:PORT The simulated provider, default 127.0.0.1:8081 (examples/local/mock.yaml points here)
   --client-keys-file F    Gateway API keys, as for 'plugboard standalone'
+  --drain-timeout 5s      On SIGTERM/SIGINT, how long in-flight requests may finish
+                          (then exit 0; a second signal exits at once, 143 or 130)
   --log-level info
 ${SERVER_USAGE}`;
 
@@ -83,6 +86,7 @@ export async function runStart(args: string[]): Promise<number> {
       listen: { type: 'string', default: '127.0.0.1:8080' },
       'mock-listen': { type: 'string', default: '127.0.0.1:8081' },
       'client-keys-file': { type: 'string' },
+      'drain-timeout': { type: 'string', default: '5s' },
       'log-level': { type: 'string', default: 'info' },
       help: { type: 'boolean', short: 'h' },
       ...SERVER_FLAGS,
@@ -96,6 +100,7 @@ export async function runStart(args: string[]): Promise<number> {
     console.log(JSON.stringify({ level: 30, time: Date.now(), component: 'start', ...extra, msg }));
   const uiDir = ensureUi((msg) => line(msg));
 
+  const drainTimeoutMs = parseDurationMs(values['drain-timeout'] as string);
   const m = parseListen(values['mock-listen'] as string, '--mock-listen');
   let mock: Awaited<ReturnType<typeof startMockProvider>>;
   try {
@@ -115,6 +120,7 @@ export async function runStart(args: string[]): Promise<number> {
       clientKeys: clientKeysFrom(values['client-keys-file']),
       uiDir,
       logLevel: values['log-level'],
+      drainTimeoutMs,
       server: serverOptions(values, localHosts(host)),
     });
   } catch (err) {
