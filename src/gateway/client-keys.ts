@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { z } from 'zod';
 import { errors } from './errors.ts';
-import { parseJsonOrYaml as parseYaml } from './parse-config.ts';
+import { parseJsonOrYaml } from './parse-config.ts';
 
 /**
  * Optional gateway API keys. The file/Secret holds a list `[{name, key | sha256, models?}]`; only SHA-256
@@ -24,7 +24,9 @@ const ClientKeyEntry = z
   .refine((e) => (e.key === undefined) !== (e.sha256 === undefined), {
     message: 'each key needs exactly one of key or sha256',
   });
-const ClientKeysFile = z.union([z.array(ClientKeyEntry), z.object({ keys: z.array(ClientKeyEntry) })]);
+// A list, or {keys: list}; chosen by shape so that errors point into the one the text meant
+const KeyList = z.array(ClientKeyEntry);
+const KeysObject = z.object({ keys: KeyList });
 
 export interface ClientKey {
   name: string;
@@ -92,17 +94,17 @@ export function allows(key: ClientKey | undefined, model: string): boolean {
   return key.models.some((re) => re.test(model));
 }
 
-export function parseClientKeys(text: string): ClientKeySet {
-  let raw: unknown;
-  try {
-    raw = parseYaml(text);
-  } catch (err) {
-    throw new Error(`client keys are not valid YAML/JSON: ${err instanceof Error ? err.message : err}`);
-  }
-  const r = ClientKeysFile.safeParse(raw);
+/**
+ * Parses a keys document; `source` names it in errors (a file, a Secret, an environment variable), which give the
+ * line and column or the field, never the text (see parse-config.ts).
+ */
+export function parseClientKeys(text: string, source = 'client keys'): ClientKeySet {
+  const raw = parseJsonOrYaml(text, source);
+  const r = Array.isArray(raw) ? KeyList.safeParse(raw) : KeysObject.safeParse(raw);
   if (!r.success) {
+    // zod's messages name the expected type or bound, not the value received
     const i = r.error.issues[0];
-    throw new Error(`client keys are invalid: ${i ? `${i.path.join('.') || '(root)'}: ${i.message}` : ''}`);
+    throw new Error(`${source}: ${i ? `${i.path.join('.') || '(root)'}: ${i.message}` : 'invalid'}`);
   }
   return new ClientKeySet(Array.isArray(r.data) ? r.data : r.data.keys);
 }
@@ -117,8 +119,9 @@ export interface ClientKeysSource {
 
 export class StaticClientKeys implements ClientKeysSource {
   private readonly set: ClientKeySet;
-  constructor(set: ClientKeySet | string) {
-    this.set = typeof set === 'string' ? parseClientKeys(set) : set;
+  /** `source` names the text in errors, e.g. `PLUGBOARD_CLIENT_KEYS`. */
+  constructor(set: ClientKeySet | string, source?: string) {
+    this.set = typeof set === 'string' ? parseClientKeys(set, source) : set;
   }
   current(): ClientKeySet {
     return this.set;
@@ -169,10 +172,15 @@ export class FileClientKeys implements ClientKeysSource {
       const text = await readFile(this.path, 'utf8');
       if (text === this.last && this.set) return;
       this.last = text;
-      this.set = parseClientKeys(text);
+      this.set = parseClientKeys(text, `client keys file ${this.path}`);
       this.error = undefined;
     } catch (err) {
-      this.error = `client keys file ${this.path}: ${err instanceof Error ? err.message : err}`;
+      const code = (err as NodeJS.ErrnoException).code;
+      this.error = code
+        ? `client keys file ${this.path} cannot be read (${code})`
+        : err instanceof Error
+          ? err.message
+          : String(err);
     }
   }
 }

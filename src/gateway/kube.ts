@@ -228,10 +228,13 @@ export class SecretClientKeys implements ClientKeysSource {
           return;
         }
         try {
-          this.set = parseClientKeys(Buffer.from(data, 'base64').toString('utf8'));
+          this.set = parseClientKeys(
+            Buffer.from(data, 'base64').toString('utf8'),
+            `Secret ${namespace}/${name} (${SecretClientKeys.DATA_KEY})`,
+          );
           this.error = undefined;
         } catch (err) {
-          this.error = `Secret ${namespace}/${name}: ${(err as Error).message}`;
+          this.error = (err as Error).message;
         }
       },
       (m) => {
