@@ -87,7 +87,7 @@ export async function runGateway(args: string[]): Promise<number> {
     const ref = parseSecretRef(values['client-keys-secret']);
     clientKeys = new SecretClientKeys(await loadKubeAuth(), ref.namespace, ref.name);
   } else if (process.env.PLUGBOARD_CLIENT_KEYS)
-    clientKeys = new StaticClientKeys(process.env.PLUGBOARD_CLIENT_KEYS);
+    clientKeys = new StaticClientKeys(process.env.PLUGBOARD_CLIENT_KEYS, 'PLUGBOARD_CLIENT_KEYS');
 
   // Buffered, asynchronous log writes: one write per 8 KiB (sonic-boom needs less than its 16 KiB maxWrite)
   // instead of one per access line, and at least every 250 ms, so a quiet gateway's lines still show up at once.

@@ -7,6 +7,7 @@ import { ObjectMeta } from '../api/common.ts';
 import type { ModelAllowlist } from '../api/model-allowlist.ts';
 import type { ProviderConnection } from '../api/provider-connection.ts';
 import { describeIssues, parseResource } from '../api/validate.ts';
+import { describeYamlError, YAML_ALIAS_ERROR } from '../gateway/parse-config.ts';
 
 /**
  * Reading ProviderConnection, ModelAllowlist and Secret manifests from files and directories, for
@@ -148,17 +149,25 @@ export async function loadManifests(paths: string[]): Promise<ManifestSet> {
 }
 
 function parseFile(file: string, text: string, set: ManifestSet, seen: Map<string, Origin>): void {
-  const docs = parseAllDocuments(text);
+  // Secret manifests hold keys: YAML errors give the line, column and what is wrong, never the text
+  // (describeYamlError), and warnings are not printed (they would write a code frame to stderr).
+  const docs = parseAllDocuments(text, { logLevel: 'error' });
   const list = Array.isArray(docs) ? docs : [docs];
   list.forEach((d, i) => {
     const origin = { file, doc: i + 1 };
     const fail = (field: string, message: string) => set.errors.push({ ...origin, field, message });
-    if (d.errors.length > 0) {
-      const e = d.errors[0] as { message: string };
-      fail('(yaml)', e.message.split('\n')[0] ?? e.message);
+    const e = d.errors[0];
+    if (e) {
+      fail('(yaml)', describeYamlError(e));
       return;
     }
-    const obj = d.toJSON() as unknown;
+    let obj: unknown;
+    try {
+      obj = d.toJSON();
+    } catch {
+      fail('(yaml)', YAML_ALIAS_ERROR);
+      return;
+    }
     if (obj === null || obj === undefined) return; // an empty document (comments only)
     if (typeof obj !== 'object' || Array.isArray(obj)) {
       fail('(root)', 'expected a Kubernetes object with apiVersion, kind and metadata');

@@ -267,7 +267,8 @@ function connectionMetrics(gateway: Gateway) {
 /** Parses the flags shared by `standalone` and `start`. */
 export function clientKeysFrom(file: string | undefined): ClientKeysSource | undefined {
   if (file) return new FileClientKeys(file);
-  if (process.env.PLUGBOARD_CLIENT_KEYS) return new StaticClientKeys(process.env.PLUGBOARD_CLIENT_KEYS);
+  if (process.env.PLUGBOARD_CLIENT_KEYS)
+    return new StaticClientKeys(process.env.PLUGBOARD_CLIENT_KEYS, 'PLUGBOARD_CLIENT_KEYS');
   return undefined;
 }
 

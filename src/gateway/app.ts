@@ -96,6 +96,7 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
   const pools = new Pools({ ca: opts.upstreamCa });
   const active = new InFlightRequests();
   const budget = new BodyBudget(opts.bodyBudget);
+  const bodyIdleMs = opts.bodyIdleTimeoutMs ?? 30_000;
   let table: RouteTable | undefined;
   const deps: JsonEndpointDeps = { balancer, pools, metrics, active, table: () => table };
   const uiDir = opts.uiDir ? resolvePath(opts.uiDir) : undefined;
@@ -168,8 +169,8 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
     metrics,
     closing: () => closed,
     handlers: {
-      json: jsonHandler(deps, { max: maxJsonBody, idleMs: opts.bodyIdleTimeoutMs ?? 30_000, budget }),
-      multipart: multipartHandler(deps, maxMultipartBody),
+      json: jsonHandler(deps, { max: maxJsonBody, idleMs: bodyIdleMs, budget }),
+      multipart: multipartHandler(deps, { max: maxMultipartBody, idleMs: bodyIdleMs, budget }),
       app: (req, res) => appHandler?.(req, res),
     },
   });

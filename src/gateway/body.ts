@@ -52,80 +52,102 @@ const busy = () =>
     headers: { 'retry-after': '1' },
   });
 
+const stalled = () =>
+  new GatewayError(408, 'The request body stopped arriving; send it without long pauses.', {
+    code: 'request_timeout',
+  });
+
+/**
+ * The limits of one request body as it arrives: its size (413), its share of the budget (503), pauses (408).
+ * The bytes stay counted against the budget until `ctx.release()`, which every way a request ends calls.
+ */
+export class BodyGuard {
+  private readonly limits: BodyLimits;
+  private held = 0;
+  private size = 0;
+  private readonly idle: NodeJS.Timeout;
+
+  /**
+   * Throws 413 or 503 at once when the declared length is over the limit or the budget; `onStall` gets the 408
+   * when the body pauses longer than the idle limit.
+   */
+  constructor(ctx: RequestContext, limits: BodyLimits, onStall: (err: GatewayError) => void) {
+    this.limits = limits;
+    ctx.release = () => {
+      this.stop();
+      limits.budget.give(this.held);
+      this.held = 0;
+    };
+    const declared = Number(ctx.req.headers['content-length']);
+    if (declared > limits.max) throw errors.tooLarge(limits.max);
+    if (declared > 0) {
+      if (!limits.budget.take(declared)) throw busy();
+      this.held = declared;
+    }
+    this.idle = setTimeout(() => onStall(stalled()), limits.idleMs);
+  }
+
+  /** Counts a chunk; throws 413 or 503 when it goes over the limit or the budget. */
+  chunk(length: number): void {
+    this.idle.refresh();
+    this.size += length;
+    if (this.size > this.limits.max) throw errors.tooLarge(this.limits.max);
+    if (this.size > this.held) {
+      if (!this.limits.budget.take(this.size - this.held)) throw busy();
+      this.held = this.size;
+    }
+  }
+
+  /** The body is complete (or abandoned): no more pauses to watch. */
+  stop(): void {
+    clearTimeout(this.idle);
+  }
+}
+
 /**
  * Reads a whole request body within the limits and calls `done` with it; on a limit it answers the error itself
- * (413, 408, 503), closing the connection so an unread rest is not drained. The bytes are counted against the
- * budget until `ctx.release()`, which every way the request ends calls.
+ * (413, 408, 503), closing the connection so an unread rest is not drained.
  */
 export function readBody(ctx: RequestContext, limits: BodyLimits, done: (body: Buffer) => void): void {
   const { req } = ctx;
-  const declared = Number(req.headers['content-length']);
-  if (declared > limits.max) {
-    refuse(ctx, errors.tooLarge(limits.max));
-    return;
-  }
-  let held = 0;
-  const release = () => {
-    limits.budget.give(held);
-    held = 0;
-  };
-  ctx.release = release;
-  if (declared > 0) {
-    if (!limits.budget.take(declared)) {
-      refuse(ctx, busy());
-      return;
-    }
-    held = declared;
-  }
-
   const chunks: Buffer[] = [];
   let size = 0;
   let finished = false;
-  const idle = setTimeout(() => {
+  const fail = (err: GatewayError) => {
     if (finished) return;
     finished = true;
-    refuse(
-      ctx,
-      new GatewayError(408, 'The request body stopped arriving; send it without long pauses.', {
-        code: 'request_timeout',
-      }),
-    );
-  }, limits.idleMs);
-  const stop = () => {
-    finished = true;
-    clearTimeout(idle);
+    guard.stop();
+    refuse(ctx, err);
   };
+  let guard: BodyGuard;
+  try {
+    guard = new BodyGuard(ctx, limits, fail);
+  } catch (err) {
+    refuse(ctx, err as GatewayError);
+    return;
+  }
   req.on('data', (chunk: Buffer) => {
     if (finished) return;
-    idle.refresh();
+    try {
+      guard.chunk(chunk.length);
+    } catch (err) {
+      return fail(err as GatewayError);
+    }
     size += chunk.length;
-    if (size > limits.max) {
-      stop();
-      return refuse(ctx, errors.tooLarge(limits.max));
-    }
-    if (size > held) {
-      if (!limits.budget.take(size - held)) {
-        stop();
-        return refuse(ctx, busy());
-      }
-      held = size;
-    }
     chunks.push(chunk);
   });
-  req.on('error', () => {
-    // the client went away while sending: nothing to answer
-    stop();
-    release();
-  });
-  req.on('close', () => {
-    if (!finished) {
-      stop();
-      release();
-    }
-  });
+  // the client went away while sending: nothing to answer, the budget comes back
+  const gone = () => {
+    if (finished) return;
+    finished = true;
+    ctx.release();
+  };
+  req.on('error', gone);
+  req.on('close', gone);
   req.on('end', () => {
     if (finished) return;
-    stop();
+    finished = true;
+    guard.stop();
     done(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
   });
 }

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { z } from 'zod';
 import { errors, GatewayError } from './errors.ts';
-import { parseJsonOrYaml as parseYaml } from './parse-config.ts';
+import { parseJsonOrYaml } from './parse-config.ts';
 
 /**
  * Optional gateway API keys. The file/Secret holds a list `[{name, key | sha256, models?}]`; only SHA-256
@@ -24,7 +24,9 @@ const ClientKeyEntry = z
   .refine((e) => (e.key === undefined) !== (e.sha256 === undefined), {
     message: 'each key needs exactly one of key or sha256',
   });
-const ClientKeysFile = z.union([z.array(ClientKeyEntry), z.object({ keys: z.array(ClientKeyEntry) })]);
+// A list, or {keys: list}; chosen by shape so that errors point into the one the text meant
+const KeyList = z.array(ClientKeyEntry);
+const KeysObject = z.object({ keys: KeyList });
 
 export interface ClientKey {
   name: string;
@@ -104,17 +106,17 @@ export function allows(key: ClientKey | undefined, model: string): boolean {
   return key.models.some((re) => re.test(model));
 }
 
-export function parseClientKeys(text: string): ClientKeySet {
-  let raw: unknown;
-  try {
-    raw = parseYaml(text);
-  } catch (err) {
-    throw new Error(`client keys are not valid YAML/JSON: ${err instanceof Error ? err.message : err}`);
-  }
-  const r = ClientKeysFile.safeParse(raw);
+/**
+ * Parses a keys document; `source` names it in errors (a file, a Secret, an environment variable), which give the
+ * line and column or the field, never the text (see parse-config.ts).
+ */
+export function parseClientKeys(text: string, source = 'client keys'): ClientKeySet {
+  const raw = parseJsonOrYaml(text, source);
+  const r = Array.isArray(raw) ? KeyList.safeParse(raw) : KeysObject.safeParse(raw);
   if (!r.success) {
+    // zod's messages name the expected type or bound, not the value received
     const i = r.error.issues[0];
-    throw new Error(`client keys are invalid: ${i ? `${i.path.join('.') || '(root)'}: ${i.message}` : ''}`);
+    throw new Error(`${source}: ${i ? `${i.path.join('.') || '(root)'}: ${i.message}` : 'invalid'}`);
   }
   return new ClientKeySet(Array.isArray(r.data) ? r.data : r.data.keys);
 }
@@ -182,10 +184,11 @@ export abstract class ClientKeysHolder implements ClientKeysSource {
   /** A read of the source: parsed keys replace the old ones; a parse error keeps them. */
   protected accept(text: string, origin: string): void {
     try {
-      this.set = parseClientKeys(text);
+      this.set = parseClientKeys(text, origin);
       this.error = undefined;
     } catch (err) {
-      this.error = `${origin}: ${err instanceof Error ? err.message : String(err)}`;
+      // parseClientKeys names the origin, line and column, never the text
+      this.error = err instanceof Error ? err.message : String(err);
     }
     this.emit();
   }

@@ -229,7 +229,10 @@ export class SecretClientKeys extends ClientKeysHolder {
         if (!s) return this.gone(`the Secret ${ref} does not exist`);
         const data = s.data?.[SecretClientKeys.DATA_KEY];
         if (!data) return this.gone(`the Secret ${ref} has no ${SecretClientKeys.DATA_KEY}`);
-        this.accept(Buffer.from(data, 'base64').toString('utf8'), `Secret ${ref}`);
+        this.accept(
+          Buffer.from(data, 'base64').toString('utf8'),
+          `Secret ${ref} (${SecretClientKeys.DATA_KEY})`,
+        );
       },
       (m) => this.failed(m),
     );

@@ -1,21 +1,23 @@
-import { Readable } from 'node:stream';
-import { refuse } from './body.ts';
-import { errors, GatewayError } from './errors.ts';
+import { BodyGuard, type BodyLimits } from './body.ts';
+import { GatewayError } from './errors.ts';
 import { candidatesFor, type JsonEndpointDeps } from './json-endpoint.ts';
-import { boundaryOf, MultipartError, readMultipartHead, rewriteModel } from './multipart.ts';
+import { MultipartError, multipartError, readMultipart } from './multipart.ts';
 import { proxy } from './proxy.ts';
 import { bodyUnread, type RequestContext, respondWithError } from './request-context.ts';
 import type { Endpoint } from './upstream.ts';
 
 /**
- * The handler of a proxied multipart endpoint (audio transcriptions and translations, image edits): reads the
- * form up to its `model` field, routes by it, and streams the rest of the upload through.
+ * The handler of a proxied multipart endpoint (audio transcriptions and translations, image edits). The whole
+ * form is read and checked before a byte goes upstream (multipart.ts says why): exactly one `model` field, as
+ * every common upstream parser reads it, which routes the request and is rewritten to the upstream's ID. The
+ * upload counts against the same body budget and pause limit as JSON bodies, and, being held, can fail over.
  */
-export function multipartHandler(deps: JsonEndpointDeps, maxBody: number): (ctx: RequestContext) => void {
+export function multipartHandler(deps: JsonEndpointDeps, limits: BodyLimits): (ctx: RequestContext) => void {
   return (ctx) => {
-    serveMultipart(deps, ctx, maxBody).catch((err: unknown) => {
+    serveMultipart(deps, ctx, limits).catch((err: unknown) => {
       // An unread upload is not drained: the connection ends with the answer.
       if (!ctx.res.headersSent && bodyUnread(ctx.req)) ctx.res.setHeader('connection', 'close');
+      if (err instanceof MultipartError) return respondWithError(ctx, multipartError(err, limits.max));
       if (err instanceof GatewayError) return respondWithError(ctx, err);
       ctx.log.error({ err }, 'request failed');
       respondWithError(ctx, new GatewayError(500, 'Internal gateway error.', { type: 'server_error' }));
@@ -23,61 +25,35 @@ export function multipartHandler(deps: JsonEndpointDeps, maxBody: number): (ctx:
   };
 }
 
-async function serveMultipart(deps: JsonEndpointDeps, ctx: RequestContext, maxBody: number): Promise<void> {
+async function serveMultipart(
+  deps: JsonEndpointDeps,
+  ctx: RequestContext,
+  limits: BodyLimits,
+): Promise<void> {
   const { req } = ctx;
   const endpoint = ctx.route?.endpoint as Endpoint;
-  const ctype = req.headers['content-type'] ?? '';
-  const boundary = boundaryOf(ctype);
-  if (!ctype.toLowerCase().startsWith('multipart/form-data') || !boundary)
-    return refuse(ctx, errors.unsupportedMediaType('multipart/form-data (with a boundary)'));
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > maxBody) return refuse(ctx, errors.tooLarge(maxBody));
-  let head: Awaited<ReturnType<typeof readMultipartHead>>;
+  const stall = new AbortController();
+  const guard = new BodyGuard(ctx, limits, (err) => stall.abort(err));
+  let upload: Awaited<ReturnType<typeof readMultipart>>;
   try {
-    head = await readMultipartHead(req, boundary, maxBody);
-  } catch (err) {
-    if (err instanceof MultipartError) {
-      if (err.kind === 'too_large') return refuse(ctx, errors.tooLarge(maxBody));
-      if (err.kind === 'no_model') return respondWithError(ctx, errors.missingModel());
-      return refuse(ctx, new GatewayError(400, err.message, { code: 'invalid_multipart' }));
-    }
-    throw err;
+    upload = await readMultipart(req, {
+      contentType: req.headers['content-type'],
+      limit: limits.max,
+      declaredLength: Number(req.headers['content-length']),
+      onChunk: (chunk) => guard.chunk(chunk.length),
+      signal: stall.signal,
+    });
+  } finally {
+    guard.stop();
   }
-  const candidates = candidatesFor(deps.table(), ctx.clientKey, head.model);
-  const declaredLength = Number.isFinite(declared) && declared > 0 ? declared : undefined;
-  // The rest of the body is read once, so only the first candidate can be tried unless it was all read.
-  const complete = req.readableEnded;
+  const candidates = candidatesFor(deps.table(), ctx.clientKey, upload.model);
   await proxy(deps, ctx, {
     endpoint,
-    model: head.model,
+    model: upload.model,
     candidates,
-    replayable: complete,
-    contentType: ctype,
+    replayable: true,
+    contentType: upload.contentType,
     hideUsage: false,
-    body: (c) => {
-      const prefix = rewriteModel(head, c.model.upstreamId);
-      const length =
-        declaredLength === undefined ? undefined : declaredLength + prefix.length - head.prefix.length;
-      if (complete) return { data: prefix, length: prefix.length };
-      return {
-        data: Readable.from(restOfBody(prefix, req, maxBody - head.prefix.length)),
-        length,
-      };
-    },
+    body: (c) => upload.body(c.model.upstreamId),
   });
-}
-
-/** The routed prefix, then the rest of the upload as it arrives, bounded by the multipart limit. */
-async function* restOfBody(
-  prefix: Buffer,
-  raw: NodeJS.ReadableStream,
-  budget: number,
-): AsyncGenerator<Buffer> {
-  yield prefix;
-  let n = 0;
-  for await (const chunk of raw as AsyncIterable<Buffer>) {
-    n += chunk.length;
-    if (n > budget) throw new GatewayError(413, 'body too large', { code: 'request_too_large' });
-    yield chunk;
-  }
 }

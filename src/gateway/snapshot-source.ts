@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { decodeSnapshot } from '../snapshot/codec.ts';
 import { Snapshot } from '../snapshot/schema.ts';
-import { parseJsonOrYaml as parseYaml } from './parse-config.ts';
+import { parseJsonOrYaml } from './parse-config.ts';
 
 /** What /readyz reports about where the routing snapshot comes from. */
 export interface SnapshotStatus {
@@ -99,19 +99,15 @@ export class MemorySnapshotSource extends BaseSnapshotSource {
  * Parses a snapshot file: the gzipped wire format the operator writes (detected by the gzip magic bytes), or
  * plain JSON/YAML of the Snapshot schema.
  */
-export function parseSnapshotFile(data: Buffer): Snapshot {
+export function parseSnapshotFile(data: Buffer, source = 'snapshot file'): Snapshot {
   if (data.length >= 2 && data[0] === 0x1f && data[1] === 0x8b) return decodeSnapshot(data);
-  let raw: unknown;
-  try {
-    raw = parseYaml(data.toString('utf8'));
-  } catch (err) {
-    throw new Error(`snapshot file is not valid JSON or YAML: ${err instanceof Error ? err.message : err}`);
-  }
+  // errors name the line and column or the field, never the text: the snapshot holds keys (parse-config.ts)
+  const raw = parseJsonOrYaml(data.toString('utf8'), source);
   const result = Snapshot.safeParse(raw);
   if (!result.success) {
     const issue = result.error.issues[0];
     throw new Error(
-      `snapshot file does not match the schema: ${issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : result.error.message}`,
+      `${source} does not match the schema: ${issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'invalid'}`,
     );
   }
   return result.data;
@@ -177,7 +173,7 @@ export class FileSnapshotSource extends BaseSnapshotSource {
     if (this.lastData?.equals(data) && this.snapshot && !this.state.lastError) return;
     this.lastData = data;
     try {
-      this.accept(parseSnapshotFile(data));
+      this.accept(parseSnapshotFile(data, `snapshot file ${this.path}`));
     } catch (err) {
       this.fail(err instanceof Error ? err.message : String(err));
     }

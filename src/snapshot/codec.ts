@@ -56,15 +56,30 @@ export function encodeSnapshotAsync(snapshot: Snapshot): Promise<Buffer> {
 
 export class SnapshotDecodeError extends Error {}
 
+/**
+ * Decodes the wire format. The snapshot holds keys, so errors say where and what, never the text: V8's JSON
+ * messages quote a snippet, so only their position is kept; zod's name the field and the expected type.
+ */
 export function decodeSnapshot(data: Buffer): Snapshot {
-  let wire: z.output<typeof Wire>;
+  let json: unknown;
   try {
-    wire = Wire.parse(JSON.parse(gunzipSync(data).toString('utf8')));
+    json = JSON.parse(gunzipSync(data).toString('utf8'));
   } catch (err) {
+    const message = err instanceof Error ? err.message : '';
+    const what =
+      err instanceof SyntaxError
+        ? `not valid JSON${/ at position \d+/.exec(message)?.[0] ?? ''}`
+        : `not gzip (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`;
+    throw new SnapshotDecodeError(`snapshot is unreadable: ${what}`);
+  }
+  const parsed = Wire.safeParse(json);
+  if (!parsed.success) {
+    const i = parsed.error.issues[0];
     throw new SnapshotDecodeError(
-      `snapshot is unreadable: ${err instanceof Error ? err.message.slice(0, 300) : err}`,
+      `snapshot does not match the schema: ${i ? `${i.path.join('.') || '(root)'}: ${i.message}` : 'invalid'}`,
     );
   }
+  const wire = parsed.data;
   const connections = wire.connections.map((c) => {
     const models = wire.modelLists[c.models];
     if (!models)

@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import { request as httpRequest } from 'node:http';
+import { toFile } from 'openai';
 import { describe, expect, it } from 'vitest';
 import { StaticClientKeys } from '../../src/gateway/client-keys.ts';
 import { conn, metricValue, refusedUrl, snapshot, startGateway, useGatewayFixtures } from './helpers.ts';
@@ -42,6 +43,25 @@ describe('failover and passive health', () => {
         reason: 'status_5xx',
       }),
     ).toBe(1);
+  });
+
+  it('fails over a multipart upload too: the whole form is held, so it can be sent again', async () => {
+    const bad = await upstream({ profile: 'openai', failure: { kind: 'status', status: 503 } });
+    const good = await upstream({ profile: 'openai' });
+    const h = await gateway([
+      conn(bad, { name: 'bad', models: ['whisper-1'] }),
+      conn(good, { name: 'good', models: ['whisper-1'] }),
+    ]);
+    for (let i = 0; i < 2; i++) {
+      const r = await h.client().audio.transcriptions.create({
+        model: 'whisper-1',
+        file: await toFile(Buffer.alloc(2048, 1), 'a.wav'),
+      });
+      expect(r.text).toBeTruthy();
+    }
+    expect(bad.requests.length).toBe(1);
+    expect(good.requests.length).toBe(2);
+    expect(good.requests.at(-1)?.body).toMatchObject({ fields: { model: 'whisper-1' } });
   });
 
   it('fails over on connection refused and 429, streaming included', async () => {
