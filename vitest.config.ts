@@ -15,7 +15,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/**/*.kube.test.ts', 'test/**/*.container.test.ts'],
+          exclude: ['test/**/*.kube.test.ts', 'test/**/*.container.test.ts', 'test/**/*.cluster.test.ts'],
         },
       },
       {
@@ -35,6 +35,15 @@ export default defineConfig({
           name: 'container',
           include: ['test/**/*.container.test.ts'],
           globalSetup: ['test/container/global-setup.ts'],
+        },
+      },
+      {
+        // End to end: the chart on a real single-node cluster (npm run cluster:up; see test/cluster/global-setup.ts).
+        extends: true,
+        test: {
+          name: 'cluster',
+          include: ['test/**/*.cluster.test.ts'],
+          globalSetup: ['test/cluster/global-setup.ts'],
         },
       },
     ],

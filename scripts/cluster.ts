@@ -843,7 +843,8 @@ async function start(): Promise<void> {
 async function down(): Promise<void> {
   const state = readState();
   const stopped: string[] = [];
-  const kill = async (name: string, pid: number | undefined, graceMs = 5000) => {
+  // A throwaway cluster: nothing to shut down gracefully, its state is deleted below.
+  const kill = async (name: string, pid: number | undefined, graceMs = 1000) => {
     if (!alive(pid)) return;
     process.kill(pid as number, 'SIGTERM');
     const deadline = Date.now() + graceMs;
