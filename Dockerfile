@@ -9,7 +9,11 @@ WORKDIR /src
 ENV npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
 COPY package.json package-lock.json ./
 # --ignore-scripts: the `node` devDependency would fetch a second Node binary; the base image already is Node 24.
-RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts
+# Behind a TLS-intercepting proxy, pass its CA as a secret (`--secret id=extra-ca,src=corp-ca.pem`): npm trusts
+# it for this step only (NODE_EXTRA_CA_CERTS adds to Node's own roots) and it is never stored in a layer.
+RUN --mount=type=cache,target=/root/.npm --mount=type=secret,id=extra-ca \
+  if [ -s /run/secrets/extra-ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/extra-ca; fi \
+  && npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json vite.config.ts ./
 COPY src ./src
 RUN npx tsc -p tsconfig.build.json \

@@ -12,7 +12,11 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        test: { name: 'unit', include: ['test/**/*.test.ts'], exclude: ['test/**/*.kube.test.ts'] },
+        test: {
+          name: 'unit',
+          include: ['test/**/*.test.ts'],
+          exclude: ['test/**/*.kube.test.ts', 'test/**/*.container.test.ts', 'test/**/*.cluster.test.ts'],
+        },
       },
       {
         // Runs against a real kube-apiserver + etcd (see test/support/cluster.ts).
@@ -21,6 +25,25 @@ export default defineConfig({
           name: 'kube',
           include: ['test/**/*.kube.test.ts'],
           globalSetup: ['test/support/global-setup.ts'],
+        },
+      },
+      {
+        // The image built from the Dockerfile, run as a black box through podman's Docker API with testcontainers
+        // (see test/container/global-setup.ts).
+        extends: true,
+        test: {
+          name: 'container',
+          include: ['test/**/*.container.test.ts'],
+          globalSetup: ['test/container/global-setup.ts'],
+        },
+      },
+      {
+        // End to end: the chart on a real single-node cluster (npm run cluster:up; see test/cluster/global-setup.ts).
+        extends: true,
+        test: {
+          name: 'cluster',
+          include: ['test/**/*.cluster.test.ts'],
+          globalSetup: ['test/cluster/global-setup.ts'],
         },
       },
     ],

@@ -4,6 +4,7 @@
 # Idempotent: a second run finds the binaries and exits at once.
 set -euo pipefail
 
+SCRIPTS="$(cd "$(dirname "$0")" && pwd)"
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
@@ -23,22 +24,12 @@ log() { echo "build-control-plane: $*" >&2; }
 
 if [ ! -x "$BIN/kube-apiserver" ]; then
   log "building kube-apiserver $K8S_VERSION (cold: ~15 min on 2 cores)"
-  d="$WORK/k8s-$K8S_VERSION"; rm -rf "$d"; mkdir -p "$d"; cd "$d"
-  go mod init plugboard.dev/controlplane-k8s >/dev/null 2>&1
-  go mod edit -go=1.26.0
-  gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
-  staging="v0${K8S_VERSION#v1}"
-  # Every staging module is required as v0.0.0 and replaced by ./staging; point each at its published tag.
-  for m in $(sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$gomod"); do
-    go mod edit -replace="$m=$m@$staging"
-  done
-  go mod edit -require="k8s.io/kubernetes@$K8S_VERSION"
-  minor=$(echo "$K8S_VERSION" | cut -d. -f2)
-  ld="-s -w"
-  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld="$ld -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
-  done
-  go build -p 2 -trimpath -tags notest -ldflags "$ld" -o "$BIN/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+  d="$WORK/k8s-$K8S_VERSION"
+  # shellcheck source=scripts/k8s-module.sh
+  source "$SCRIPTS/k8s-module.sh"
+  k8s_module "$d" "$K8S_VERSION"
+  (cd "$d" && go build -p 2 -trimpath -tags notest -ldflags "$(k8s_ldflags "$K8S_VERSION")" \
+    -o "$BIN/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
 fi
 
 if [ ! -x "$BIN/etcd" ]; then

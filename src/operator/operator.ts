@@ -266,6 +266,7 @@ export class Operator {
     // Connections deleted while no operator ran leave the snapshot now.
     const live = new Set(this.allConnections().map(objectKey));
     for (const key of this.writer.keys()) if (!live.has(key)) this.writer.delete(key);
+    this.writer.sync();
 
     const concurrency = this.o.concurrency ?? 16;
     this.controllers.push(

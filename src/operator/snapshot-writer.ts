@@ -142,6 +142,15 @@ export class SnapshotWriter {
     if (this.entries.delete(key)) this.schedule();
   }
 
+  /**
+   * Writes the snapshot if the server lacks this content, even with no connections at all: gateways are Ready only
+   * once a snapshot exists, so a fresh install must get one before its first connection. A loaded, unchanged
+   * snapshot is not rewritten.
+   */
+  sync(): void {
+    this.schedule();
+  }
+
   /** Resolves once everything set so far has been written (or failed). */
   async flush(): Promise<void> {
     // A change that arrives during a write gets a write of its own after it (a new timer): wait for that one too.

@@ -1,7 +1,6 @@
 /**
  * The cluster the Kubernetes tests run against, chosen once per run:
  * - PLUGBOARD_TEST_KUBECONFIG=<path>: an existing cluster (opt-in; tests use their own namespaces);
- * - PLUGBOARD_TEST_K3S=1: a K3s container through testcontainers (needs a Docker engine);
  * - otherwise (and always in CI here): etcd + kube-apiserver built from source and started locally.
  * Whatever is chosen, the CRDs from crds/ are applied and Established before any test runs. A cluster that
  * cannot start fails the run with the reason; nothing is skipped.
@@ -14,7 +13,7 @@ import { kubeRaw } from './kube-raw.ts';
 
 export interface TestCluster {
   kubeconfig: string;
-  mode: 'local' | 'kubeconfig' | 'k3s';
+  mode: 'local' | 'kubeconfig';
   stop(): Promise<void>;
 }
 
@@ -23,18 +22,6 @@ export async function startTestCluster(): Promise<TestCluster> {
   let cluster: TestCluster;
   if (external) {
     cluster = { kubeconfig: readFileSync(external, 'utf8'), mode: 'kubeconfig', stop: async () => {} };
-  } else if (process.env.PLUGBOARD_TEST_K3S === '1') {
-    const { K3sContainer } = await import('@testcontainers/k3s');
-    const k3s = await new K3sContainer(
-      process.env.PLUGBOARD_TEST_K3S_IMAGE ?? 'rancher/k3s:v1.36.3-k3s1',
-    ).start();
-    cluster = {
-      kubeconfig: k3s.getKubeConfig(),
-      mode: 'k3s',
-      stop: async () => {
-        await k3s.stop();
-      },
-    };
   } else {
     const cp = await startControlPlane();
     cluster = { kubeconfig: cp.kubeconfig, mode: 'local', stop: () => cp.stop() };
