@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import { isBlockedAddressError } from '../net/address-policy.ts';
+import { classifyNetworkError, errorCode } from '../net/errors.ts';
 import { SecretScrubber, upstreamErrorMessage } from '../providers/upstream-errors.ts';
 import type { SnapshotConnection } from '../snapshot/schema.ts';
 import { GatewayError } from './errors.ts';
@@ -53,29 +54,22 @@ class TotalTimeout extends Error {}
 class ClientGone extends Error {}
 class Terminated extends Error {}
 
+/** The gateway's name for a network failure (the `reason` label of plugboard_gateway_upstream_errors_total). */
 function classify(err: unknown): FailureReason {
   if (err instanceof TotalTimeout) return 'total_timeout';
-  if (isBlockedAddressError(err)) return 'blocked_address';
-  const code = (err as { code?: string })?.code;
-  switch (code) {
-    case 'UND_ERR_CONNECT_TIMEOUT':
+  const f = classifyNetworkError(err);
+  switch (f) {
+    case 'blocked_address':
+    case 'connect_timeout':
+    case 'first_byte_timeout':
+    case 'idle_timeout':
+    case 'reset':
+      return f;
+    case 'timeout':
       return 'connect_timeout';
-    case 'UND_ERR_HEADERS_TIMEOUT':
-      return 'first_byte_timeout';
-    case 'UND_ERR_BODY_TIMEOUT':
-      return 'idle_timeout';
-    case 'ECONNREFUSED':
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-    case 'EHOSTUNREACH':
-    case 'ENETUNREACH':
-    case 'CERT_HAS_EXPIRED':
-    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
-    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
-    case 'SELF_SIGNED_CERT_IN_CHAIN':
-      return 'connect_error';
     default:
-      return 'reset';
+      // dns, refused, unreachable, tls: the upstream could not be reached
+      return 'connect_error';
   }
 }
 
@@ -87,8 +81,8 @@ function describe(reason: FailureReason, err: unknown): string {
       return `is at an address the gateway's policy refuses (${e ? `${e.host}: ${e.rule}` : 'blocked'}); nothing was sent to it`;
     }
     case 'connect_error': {
-      const code = (err as { code?: string })?.code;
-      return `could not be reached (${code === 'ECONNREFUSED' ? 'connection refused' : (code ?? 'connect error')})`;
+      const code = errorCode(err);
+      return `could not be reached (${code === 'ECONNREFUSED' ? 'connection refused' : code || 'connect error'})`;
     }
     case 'connect_timeout':
       return 'did not accept a connection in time (connect timeout)';

@@ -1,7 +1,8 @@
-import { Agent, type Dispatcher, errors, request } from 'undici';
+import { Agent, type Dispatcher, request } from 'undici';
 import type { ProviderType } from '../../api/provider-connection.ts';
 import { UNLISTED_BUT_WORKING, type VerificationReason } from '../../api/verification.ts';
 import { addressPolicy, checkUpstreamUrl, isBlockedAddressError } from '../../net/address-policy.ts';
+import { classifyNetworkError, errorCode } from '../../net/errors.ts';
 import { type SafeConnectorOptions, safeConnector } from '../../net/safe-connect.ts';
 import { credentialHeaders, dialect, PROBE_BODY } from '../../providers/dialects.ts';
 import { keyRejectedIn, redactKey, upstreamErrorMessage } from '../../providers/upstream-errors.ts';
@@ -106,18 +107,6 @@ function parseRetryAfter(v: string | string[] | undefined): number | undefined {
   return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
 }
 
-const TLS_CODES = new Set([
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-  'ERR_SSL_WRONG_VERSION_NUMBER',
-  'EPROTO',
-]);
-
 const BLOCKED_ADVICE: Record<string, string> = {
   loopback: "point spec.url at the upstream's Service or pod address",
   'deny-cidrs':
@@ -138,47 +127,36 @@ function networkFailure(
       message: `refused to connect: ${err.message}; ${BLOCKED_ADVICE[err.rule] ?? "this address is never allowed: point spec.url at the upstream's real address"}`,
     };
   }
-  const e = err as {
-    code?: string;
-    name?: string;
-    message?: string;
-    cause?: { code?: string; message?: string };
-  };
-  const code = e.code ?? e.cause?.code ?? '';
+  const e = err as { message?: string; cause?: { message?: string } };
+  const code = errorCode(err);
   const detail = e.cause?.message ?? e.message ?? String(err);
-  if (
-    e.name === 'TimeoutError' ||
-    e.name === 'AbortError' ||
-    err instanceof errors.HeadersTimeoutError ||
-    err instanceof errors.BodyTimeoutError ||
-    err instanceof errors.ConnectTimeoutError ||
-    code === 'UND_ERR_CONNECT_TIMEOUT' ||
-    code === 'ETIMEDOUT'
-  ) {
-    return {
-      ok: false,
-      reason: 'Timeout',
-      message: `${host} did not answer within ${timeoutMs / 1000}s; check that it is reachable from the cluster or raise spec.verification.timeout`,
-    };
+  switch (classifyNetworkError(err)) {
+    case 'connect_timeout':
+    case 'first_byte_timeout':
+    case 'idle_timeout':
+    case 'timeout':
+      return {
+        ok: false,
+        reason: 'Timeout',
+        message: `${host} did not answer within ${timeoutMs / 1000}s; check that it is reachable from the cluster or raise spec.verification.timeout`,
+      };
+    case 'dns':
+      return { ok: false, reason: 'DNSError', message: `cannot resolve host ${host}; check spec.url` };
+    case 'refused':
+      return {
+        ok: false,
+        reason: 'ConnectionRefused',
+        message: `connection refused by ${host}; is the server running and the URL's port right?`,
+      };
+    case 'tls':
+      return {
+        ok: false,
+        reason: 'TLSError',
+        message: `TLS with ${host} failed (${code || detail}); the server's certificate is not trusted or does not match the host`,
+      };
+    default:
+      return { ok: false, reason: 'UpstreamError', message: `request to ${host} failed: ${code || detail}` };
   }
-  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EAI_NONAME') {
-    return { ok: false, reason: 'DNSError', message: `cannot resolve host ${host}; check spec.url` };
-  }
-  if (code === 'ECONNREFUSED') {
-    return {
-      ok: false,
-      reason: 'ConnectionRefused',
-      message: `connection refused by ${host}; is the server running and the URL's port right?`,
-    };
-  }
-  if (TLS_CODES.has(code) || /certificate|ssl|tls/i.test(detail)) {
-    return {
-      ok: false,
-      reason: 'TLSError',
-      message: `TLS with ${host} failed (${code || detail}); the server's certificate is not trusted or does not match the host`,
-    };
-  }
-  return { ok: false, reason: 'UpstreamError', message: `request to ${host} failed: ${code || detail}` };
 }
 
 type Failure = Omit<VerifyOutcome & { ok: false }, 'durationMs'>;
