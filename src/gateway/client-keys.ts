@@ -3,6 +3,7 @@ import { type FSWatcher, watch as fsWatch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { z } from 'zod';
+import { globToRegExp } from '../api/glob.ts';
 import { errors, GatewayError } from './errors.ts';
 import { parseJsonOrYaml } from './parse-config.ts';
 
@@ -40,14 +41,6 @@ interface Stored extends ClientKey {
 
 function sha256(s: string): Buffer {
   return createHash('sha256').update(s, 'utf8').digest();
-}
-
-/** `gpt-*` → /^gpt-.*$/ ; only `*` is special. */
-export function globToRegExp(glob: string): RegExp {
-  return new RegExp(`^${glob.split('*').map(escapeRegExp).join('.*')}$`);
-}
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 }
 
 export class ClientKeySet {

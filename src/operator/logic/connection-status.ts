@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
 import { parseDuration } from '../../api/common.ts';
 import { CONDITION_STALLED } from '../../api/conditions.ts';
+import { isGlob } from '../../api/glob.ts';
 import type { ProviderConnectionSpec, ProviderConnectionStatus } from '../../api/provider-connection.ts';
 import { STATUS_MODELS_MAX } from '../../api/provider-connection.ts';
 import type { SnapshotConnection } from '../../snapshot/schema.ts';
 import { type Condition, type DesiredCondition, kubeTime, mergeConditions } from '../runtime/conditions.ts';
 import { type DiscoveredModel, type VerifyOutcome, worksWithoutList } from '../verification/verify.ts';
-import { type AllowlistExposure, type AllowlistRef, computeExposure, isGlob } from './exposure.ts';
+import { type AllowlistExposure, type AllowlistRef, computeExposure } from './exposure.ts';
 
 /** Above this many models and no allowlist, the operator recommends one (OpenRouter lists thousands). */
 export const MANY_MODELS = 200;

@@ -1,3 +1,4 @@
+import { globToRegExp, isGlob } from '../../api/glob.ts';
 import type { ProviderType } from '../../api/provider-connection.ts';
 import type { DiscoveredModel } from '../verification/verify.ts';
 
@@ -5,28 +6,6 @@ export interface AllowlistRef {
   name: string;
   generation?: number;
   models: string[];
-}
-
-export const isGlob = (p: string) => p.includes('*');
-
-const globCache = new Map<string, RegExp>();
-export function globToRegExp(pattern: string): RegExp {
-  let re = globCache.get(pattern);
-  if (!re) {
-    re = new RegExp(
-      `^${pattern
-        .split('*')
-        .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
-        .join('.*')}$`,
-    );
-    if (globCache.size > 10_000) globCache.clear();
-    globCache.set(pattern, re);
-  }
-  return re;
-}
-
-export function matches(pattern: string, id: string): boolean {
-  return isGlob(pattern) ? globToRegExp(pattern).test(id) : pattern === id;
 }
 
 /** What one allowlist contributes. */
