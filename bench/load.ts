@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { parseDurationMs } from '../src/gateway/errors.ts';
+import { parseDurationMs } from '../src/cli/args.ts';
 import { chartNodeOptions, freePort, rssMiB, waitLine } from './support.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;

@@ -5,7 +5,6 @@ import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { buildGateway } from '../gateway/app.ts';
 import { type ClientKeysSource, FileClientKeys, StaticClientKeys } from '../gateway/client-keys.ts';
-import { parseBytes, parseDurationMs } from '../gateway/errors.ts';
 import { FileSnapshotSource, type SnapshotSource } from '../gateway/snapshot-source.ts';
 import {
   ADDRESS_POLICY_FLAGS,
@@ -13,7 +12,7 @@ import {
   policyFromFlags,
   setAddressPolicy,
 } from '../net/address-policy.ts';
-import { parseListen } from './args.ts';
+import { parseBytes, parseDurationMs, parseListen } from './args.ts';
 import { SERVER_FLAGS, SERVER_USAGE, serverOptions } from './server-flags.ts';
 import { shutdownOnSignals } from './shutdown.ts';
 

@@ -1,5 +1,5 @@
 import type { GatewayOptions } from '../gateway/app.ts';
-import { parseBytes, parseDurationMs } from '../gateway/errors.ts';
+import { parseBytes, parseDurationMs } from './args.ts';
 
 /** The HTTP server's limits, shared by `gateway`, `standalone` and `start`. */
 export const SERVER_FLAGS = {

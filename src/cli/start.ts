@@ -3,9 +3,8 @@ import { existsSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { parseDurationMs } from '../gateway/errors.ts';
 import { startMockProvider } from '../mock-provider/index.ts';
-import { parseListen } from './args.ts';
+import { parseDurationMs, parseListen } from './args.ts';
 import { localHosts, SERVER_FLAGS, SERVER_USAGE, serverOptions } from './server-flags.ts';
 import {
   ConfigError,

@@ -1,4 +1,3 @@
-import { parseDuration } from '../api/common.ts';
 /**
  * OpenAI-shaped errors: `{"error":{"message","type","param","code"}}`, what every OpenAI client library parses
  * into its typed exceptions. Messages name connections as `namespace/name`, never URLs or keys.
@@ -92,30 +91,4 @@ export function formatBytes(n: number): string {
   if (n >= 1024 * 1024 && n % (1024 * 1024) === 0) return `${n / (1024 * 1024)} MiB`;
   if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
   return `${n} bytes`;
-}
-
-/** `8MiB`, `25 MiB`, `512KiB`, `1000000` → bytes. */
-export function parseBytes(s: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$/i.exec(s);
-  if (!m) throw new Error(`invalid size ${JSON.stringify(s)}; use e.g. 8MiB, 512KiB or a byte count`);
-  const unit = (m[2] ?? 'b').toLowerCase();
-  const mult: Record<string, number> = {
-    b: 1,
-    kb: 1000,
-    kib: 1024,
-    mb: 1e6,
-    mib: 1024 ** 2,
-    gb: 1e9,
-    gib: 1024 ** 3,
-  };
-  return Math.floor(Number(m[1]) * (mult[unit] ?? 1));
-}
-
-/** `30s`, `1m30s`, `250ms` → milliseconds. */
-export function parseDurationMs(s: string): number {
-  try {
-    return parseDuration(s.trim());
-  } catch {
-    throw new Error(`invalid duration ${JSON.stringify(s)}; use e.g. 30s, 1m30s or 250ms`);
-  }
 }
