@@ -73,7 +73,8 @@ export async function runGateway(args: string[]): Promise<number> {
   if (values['config-file']) snapshots = new FileSnapshotSource(values['config-file']);
   else {
     // @kubernetes/client-node is large: load it only in cluster mode
-    const { KubernetesSnapshotSource, parseSecretRef } = await import('../gateway/kube.ts');
+    const { KubernetesSnapshotSource } = await import('../gateway/snapshot-source.ts');
+    const { parseSecretRef } = await import('../gateway/secret-feed.ts');
     const { loadKubeAuth } = await import('../kube/auth.ts');
     const ref = parseSecretRef(values['snapshot-secret'] as string, 'plugboard-snapshot');
     snapshots = new KubernetesSnapshotSource(await loadKubeAuth(), ref.namespace, ref.name);
@@ -81,7 +82,8 @@ export async function runGateway(args: string[]): Promise<number> {
   let clientKeys: ClientKeysSource | undefined;
   if (values['client-keys-file']) clientKeys = new FileClientKeys(values['client-keys-file']);
   else if (values['client-keys-secret']) {
-    const { parseSecretRef, SecretClientKeys } = await import('../gateway/kube.ts');
+    const { SecretClientKeys } = await import('../gateway/client-keys.ts');
+    const { parseSecretRef } = await import('../gateway/secret-feed.ts');
     const { loadKubeAuth } = await import('../kube/auth.ts');
     const ref = parseSecretRef(values['client-keys-secret']);
     clientKeys = new SecretClientKeys(await loadKubeAuth(), ref.namespace, ref.name);

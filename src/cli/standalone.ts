@@ -1,10 +1,11 @@
-import { existsSync, type FSWatcher, watch as fsWatch, statSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Counter, Gauge } from 'prom-client';
 import { buildGateway, type Gateway } from '../gateway/app.ts';
 import { type ClientKeysSource, FileClientKeys, StaticClientKeys } from '../gateway/client-keys.ts';
+import { watchFiles } from '../gateway/file-feed.ts';
 import { MemorySnapshotSource } from '../gateway/snapshot-source.ts';
 import type { Verifier } from '../operator/logic/reconcile.ts';
 import { verifyConnection } from '../operator/verification/verify.ts';
@@ -174,7 +175,7 @@ export async function startStandalone(o: StandaloneOptions): Promise<Standalone>
     return reloading;
   };
 
-  const stopWatching = watchPaths(o.paths, () => void reload(), o.pollMs ?? 2000);
+  const stopWatching = watchFiles(o.paths, () => void reload(), o.pollMs ?? 2000);
   let url: string;
   try {
     url = await gateway.listen(o.host, o.port);
@@ -194,47 +195,6 @@ export async function startStandalone(o: StandaloneOptions): Promise<Standalone>
       reconciler.stop();
       await gateway.drain();
     },
-  };
-}
-
-/**
- * Watches files and directories: a file through its directory (editors and ConfigMap mounts replace files by
- * rename), with a debounce, plus a slow poll as a safety net; the caller skips reloads that change nothing.
- */
-function watchPaths(paths: string[], onChange: () => void, pollMs: number): () => void {
-  let timer: NodeJS.Timeout | undefined;
-  const schedule = () => {
-    clearTimeout(timer);
-    timer = setTimeout(onChange, 100);
-  };
-  const watchers: FSWatcher[] = [];
-  for (const p of paths) {
-    const abs = resolve(p);
-    let isDir = false;
-    try {
-      isDir = statSync(abs).isDirectory();
-    } catch {
-      // missing now: the poll notices when it appears
-    }
-    try {
-      const name = basename(abs);
-      const w = isDir
-        ? fsWatch(abs, schedule)
-        : fsWatch(dirname(abs), (_e, f) => {
-            if (f === null || f === name || f.startsWith('..')) schedule();
-          });
-      w.on('error', () => undefined);
-      watchers.push(w);
-    } catch {
-      // the poll still picks up changes
-    }
-  }
-  const poll = setInterval(onChange, pollMs);
-  poll.unref();
-  return () => {
-    clearTimeout(timer);
-    clearInterval(poll);
-    for (const w of watchers) w.close();
   };
 }
 

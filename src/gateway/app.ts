@@ -103,6 +103,7 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
   const ui = uiDir !== undefined && existsSync(uiDir);
   // Set once fastify exists: the front door needs fastify's logger and handler, fastify needs the server.
   let door: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  let draining = false;
   let appHandler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   let closed = false;
 
@@ -168,6 +169,7 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
     log: app.log,
     metrics,
     closing: () => closed,
+    draining: () => draining,
     handlers: {
       json: jsonHandler(deps, { max: maxJsonBody, idleMs: bodyIdleMs, budget }),
       multipart: multipartHandler(deps, { max: maxMultipartBody, idleMs: bodyIdleMs, budget }),
@@ -176,7 +178,6 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
   });
 
   // --- snapshot → routing table ---
-  let draining = false;
   const apply = (snapshot: Snapshot | undefined) => {
     const st = opts.snapshots.status();
     if (snapshot && snapshot !== table?.snapshot) {
@@ -231,8 +232,6 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
   keysChanged();
   const initial = opts.snapshots.current();
   if (initial) apply(initial);
-  await opts.snapshots.start?.();
-  await opts.clientKeys?.start?.();
 
   // No route fastify serves takes a body; a body sent anyway is read and ignored.
   app.removeAllContentTypeParsers();
@@ -365,8 +364,8 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
     await app.close();
     await new Promise<void>((r) => (metricsServer ? metricsServer.close(() => r()) : r()));
     await pools.close();
-    await opts.snapshots.stop?.();
-    await opts.clientKeys?.stop?.();
+    await opts.snapshots.stop();
+    await opts.clientKeys?.stop();
   };
 
   return {
@@ -374,6 +373,8 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
     metrics,
     routes: () => table,
     async listen(host, port) {
+      // Building the gateway starts nothing; listening starts following its sources first.
+      await Promise.all([opts.snapshots.start(), opts.clientKeys?.start()]);
       await app.listen({ host, port });
       const addr = app.server.address();
       if (!addr || typeof addr === 'string') return String(addr);
@@ -401,8 +402,19 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
       if (draining) return;
       draining = true;
       app.log.info({ inFlight: active.size, deadlineMs: drainTimeoutMs }, 'draining');
+      // Keep-alive connections end now rather than when the process exits, where a client's next request on
+      // one would meet a reset: idle ones are closed at once (and as they fall idle), busy ones after their
+      // response, which says `Connection: close` (front-door.ts).
+      app.server.closeIdleConnections();
       const deadline = Date.now() + drainTimeoutMs;
-      while (active.size > 0 && Date.now() < deadline) await sleep(Math.min(50, deadline - Date.now()));
+      let lastSweep = Date.now();
+      while (active.size > 0 && Date.now() < deadline) {
+        await sleep(Math.min(50, deadline - Date.now()));
+        if (Date.now() - lastSweep >= 1000) {
+          app.server.closeIdleConnections();
+          lastSweep = Date.now();
+        }
+      }
       if (active.size > 0) {
         app.log.warn({ inFlight: active.size }, 'drain deadline reached; ending the remaining requests');
         active.terminateAll();

@@ -1,11 +1,13 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { type FSWatcher, watch as fsWatch } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { z } from 'zod';
 import { globToRegExp } from '../api/glob.ts';
+import type { KubeAuth } from '../kube/auth.ts';
 import { errors, GatewayError } from './errors.ts';
+import { bytesIdentity, FileFeed } from './file-feed.ts';
 import { parseJsonOrYaml } from './parse-config.ts';
+import { SecretFeed, type SecretObject, secretData, secretIdentity } from './secret-feed.ts';
+import { MemoryFeed, WatchedValue, type WatchedValueOptions } from './watched-value.ts';
 
 /**
  * Optional gateway API keys. The file/Secret holds a list `[{name, key | sha256, models?}]`; only SHA-256
@@ -136,153 +138,101 @@ export interface ClientKeysStatus {
 export interface ClientKeysSource {
   /** Undefined until loaded: the gateway then refuses every request (fails closed). */
   current(): ClientKeySet | undefined;
-  lastError(): string | undefined;
   status(): ClientKeysStatus;
   /** Called after every change of keys or state; returns an unsubscribe function. */
   subscribe(fn: () => void): () => void;
-  start?(): Promise<void>;
-  stop?(): Promise<void>;
+  start(): Promise<void>;
+  stop(): Promise<void>;
 }
 
 /**
- * What every source of client keys shares: the keys in use and their state. A good read replaces the keys; a
- * malformed one keeps them (`stale`); a source that is gone revokes them all (`revoked`), within the same time a
- * rotation takes, because access that was taken away must go.
+ * Client keys followed as their source changes (a watched value, watched-value.ts): a good read replaces the
+ * keys; a malformed one keeps them (`stale`); a source that is gone revokes them all (`revoked`), within the time
+ * a rotation takes, because access that was taken away must go.
  */
-export abstract class ClientKeysHolder implements ClientKeysSource {
-  private set: ClientKeySet | undefined;
-  private error: string | undefined;
-  private readonly listeners = new Set<() => void>();
+class WatchedClientKeys<R> implements ClientKeysSource {
+  protected readonly watched: WatchedValue<R, ClientKeySet>;
 
-  current(): ClientKeySet | undefined {
-    return this.set;
+  constructor(opts: WatchedValueOptions<R, ClientKeySet>) {
+    this.watched = new WatchedValue(opts);
   }
 
-  lastError(): string | undefined {
-    return this.error;
+  current(): ClientKeySet | undefined {
+    return this.watched.current();
   }
 
   status(): ClientKeysStatus {
-    if (!this.set) return { state: 'loading', keys: 0, ...(this.error ? { message: this.error } : {}) };
-    if (this.set.revocation) return { state: 'revoked', keys: 0, message: this.set.revocation };
-    if (this.error) return { state: 'stale', keys: this.set.size, message: this.error };
-    return { state: 'loaded', keys: this.set.size };
+    const w = this.watched.status();
+    const set = this.watched.current();
+    if (!set) return { state: 'loading', keys: 0, ...(w.lastError ? { message: w.lastError } : {}) };
+    if (set.revocation) return { state: 'revoked', keys: 0, message: set.revocation };
+    if (w.state === 'stale')
+      return { state: 'stale', keys: set.size, ...(w.lastError ? { message: w.lastError } : {}) };
+    return { state: 'loaded', keys: set.size };
   }
 
   subscribe(fn: () => void): () => void {
-    this.listeners.add(fn);
-    return () => this.listeners.delete(fn);
+    return this.watched.subscribe(() => fn());
   }
 
-  /** A read of the source: parsed keys replace the old ones; a parse error keeps them. */
-  protected accept(text: string, origin: string): void {
-    try {
-      this.set = parseClientKeys(text, origin);
-      this.error = undefined;
-    } catch (err) {
-      // parseClientKeys names the origin, line and column, never the text
-      this.error = err instanceof Error ? err.message : String(err);
-    }
-    this.emit();
+  start(): Promise<void> {
+    return this.watched.start();
   }
 
-  /** Keys that were not read from text (a ready-made set). */
-  protected use(set: ClientKeySet): void {
-    this.set = set;
-    this.error = undefined;
-    this.emit();
-  }
-
-  /** The source is gone: every key is refused. */
-  protected gone(why: string): void {
-    this.set = ClientKeySet.revoked(why);
-    this.error = undefined;
-    this.emit();
-  }
-
-  /** The source could not be read (not a verdict on the keys): the keys in use stay. */
-  protected failed(message: string): void {
-    this.error = message;
-    this.emit();
-  }
-
-  private emit(): void {
-    for (const fn of this.listeners) {
-      try {
-        fn();
-      } catch {
-        // a listener's failure must not stop the others
-      }
-    }
+  stop(): Promise<void> {
+    return this.watched.stop();
   }
 }
 
-export class StaticClientKeys extends ClientKeysHolder {
-  constructor(set: ClientKeySet | string, origin = 'PLUGBOARD_CLIENT_KEYS') {
-    super();
-    if (typeof set === 'string') {
-      this.accept(set, origin);
-      const error = this.lastError();
-      if (error) throw new Error(error);
-    } else this.use(set);
+/** Keys given once (`PLUGBOARD_CLIENT_KEYS`, tests); an invalid document throws at once. */
+export class StaticClientKeys extends WatchedClientKeys<ClientKeySet> {
+  constructor(set: ClientKeySet | string, source = 'PLUGBOARD_CLIENT_KEYS') {
+    const keys = typeof set === 'string' ? parseClientKeys(set, source) : set;
+    const feed = new MemoryFeed<ClientKeySet>(source);
+    super({ feed, parse: (k) => k });
+    feed.set(keys);
+    void this.start();
+  }
+}
+
+/** A keys file (`--client-keys-file`, a mounted Secret); a deleted file revokes every key. */
+export class FileClientKeys extends WatchedClientKeys<Buffer> {
+  constructor(path: string, opts: { pollMs?: number } = {}) {
+    super({
+      feed: new FileFeed(path, opts),
+      parse: (data) => parseClientKeys(data.toString('utf8'), `client keys file ${path}`),
+      whenGone: () => ClientKeySet.revoked(`the client keys file ${path} does not exist`),
+      identity: bytesIdentity,
+    });
   }
 }
 
 /**
- * A keys file, read again when it changes (watched through its directory, as ConfigMap and Secret mounts replace
- * files by rename, with a 2 s poll as a safety net). A malformed file keeps the previous keys; a missing file
- * revokes them.
+ * Client keys from a Secret (data key `keys.yaml`), watched by name: an edit applies as soon as the watch delivers
+ * it; a deleted Secret, or one without `keys.yaml`, revokes every key. Watch failures keep the keys and report.
  */
-export class FileClientKeys extends ClientKeysHolder {
-  private watcher: FSWatcher | undefined;
-  private poll: NodeJS.Timeout | undefined;
-  private last: string | undefined;
-  private readonly path: string;
+export class SecretClientKeys extends WatchedClientKeys<SecretObject> {
+  static readonly DATA_KEY = 'keys.yaml';
+  private readonly feed: SecretFeed;
 
-  constructor(path: string) {
-    super();
-    this.path = path;
+  constructor(kc: KubeConfig | KubeAuth, namespace: string, name: string) {
+    const feed = new SecretFeed(kc, namespace, name);
+    const ref = `${namespace}/${name}`;
+    super({
+      feed,
+      parse: (s) => {
+        const data = secretData(s, SecretClientKeys.DATA_KEY);
+        if (!data) return ClientKeySet.revoked(`the Secret ${ref} has no ${SecretClientKeys.DATA_KEY}`);
+        return parseClientKeys(data.toString('utf8'), `Secret ${ref} (${SecretClientKeys.DATA_KEY})`);
+      },
+      whenGone: () => ClientKeySet.revoked(`the Secret ${ref} does not exist`),
+      identity: secretIdentity,
+    });
+    this.feed = feed;
   }
 
-  /** Idempotent: the gateway starts its sources, and a second watcher would keep the process alive. */
-  async start(): Promise<void> {
-    if (this.poll) return;
-    this.poll = setInterval(() => void this.load(), 2000);
-    this.poll.unref();
-    await this.load();
-    try {
-      const name = basename(this.path);
-      this.watcher = fsWatch(dirname(this.path), (_e, f) => {
-        if (f === null || f === name || f.startsWith('..')) void this.load();
-      });
-      this.watcher.on('error', () => undefined);
-    } catch {
-      // the poll still picks up changes
-    }
-  }
-
-  async stop(): Promise<void> {
-    this.watcher?.close();
-    clearInterval(this.poll);
-  }
-
-  async load(): Promise<void> {
-    let text: string;
-    try {
-      text = await readFile(this.path, 'utf8');
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') {
-        const why = `the client keys file ${this.path} does not exist`;
-        this.last = undefined;
-        if (this.current()?.revocation !== why) this.gone(why);
-        return;
-      }
-      this.failed(`client keys file ${this.path}: cannot read it (${code ?? 'error'})`);
-      return;
-    }
-    if (text === this.last && this.current()) return;
-    this.last = text;
-    this.accept(text, `client keys file ${this.path}`);
+  /** Milliseconds; tests shorten it. */
+  get backoff(): { initial: number; max: number } {
+    return this.feed.backoff;
   }
 }

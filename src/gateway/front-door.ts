@@ -50,6 +50,8 @@ export interface FrontDoorOptions {
   metrics: GatewayMetrics;
   /** True once the gateway is closing: new requests get 503. */
   closing(): boolean;
+  /** True while the gateway drains: every response ends its connection (`Connection: close`). */
+  draining(): boolean;
   handlers: FrontDoorHandlers;
 }
 
@@ -82,6 +84,7 @@ export function frontDoor(o: FrontDoorOptions): (req: IncomingMessage, res: Serv
 
   return (req, res) => {
     const started = performance.now();
+    if (o.draining()) res.setHeader('connection', 'close');
     const parsed = parseRequestTarget(req.url);
     if (isRefusal(parsed))
       return refuse(

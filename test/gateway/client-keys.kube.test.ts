@@ -8,7 +8,7 @@ import { PassThrough } from 'node:stream';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildGateway, type Gateway } from '../../src/gateway/app.ts';
-import { SecretClientKeys } from '../../src/gateway/kube.ts';
+import { SecretClientKeys } from '../../src/gateway/client-keys.ts';
 import { MemorySnapshotSource } from '../../src/gateway/snapshot-source.ts';
 import type { MockProvider } from '../../src/mock-provider/index.ts';
 import { createNamespace, testKubeConfig } from '../support/kube.ts';

@@ -3,6 +3,7 @@ import { request as httpRequest } from 'node:http';
 import { toFile } from 'openai';
 import { describe, expect, it } from 'vitest';
 import { StaticClientKeys } from '../../src/gateway/client-keys.ts';
+import { closed, openSocket } from '../support/raw-http.ts';
 import { conn, metricValue, refusedUrl, snapshot, startGateway, useGatewayFixtures } from './helpers.ts';
 
 const { upstream, gateway, onCleanup } = useGatewayFixtures();
@@ -311,6 +312,35 @@ describe('lifecycle', () => {
     const r = await fetch(`${url}/readyz`);
     expect(r.status).toBe(200);
     expect(await r.json()).toMatchObject({ snapshot: { lastError: 'compile failed' } });
+  });
+
+  it('drain: idle keep-alive connections close at once, busy ones after their response (Connection: close)', async () => {
+    const m = await upstream({ profile: 'openai', chunkDelayMs: 100 });
+    const h = await startGateway([conn(m, { name: 'o', models: ['gpt-4o'] })], { drainTimeoutMs: 20_000 });
+    // an idle keep-alive connection: one request answered, the socket left open
+    const idle = await openSocket(h.url);
+    const idleClosed = closed(idle);
+    idle.write('GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n');
+    await once(idle, 'data');
+    // a busy one: a stream in flight when the drain starts
+    const busy = fetch(`${h.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(
+        chat('gpt-4o', { stream: true, messages: [{ role: 'user', content: 'a '.repeat(20) }] }),
+      ),
+    });
+    const res = await busy;
+    const drained = h.gateway.drain();
+    const body = res.text();
+    // the idle connection is closed by the drain itself, before the stream in flight has finished
+    expect(await Promise.race([idleClosed.then(() => 'idle closed'), body.then(() => 'stream done')])).toBe(
+      'idle closed',
+    );
+    const late = await fetch(`${h.url}/healthz`);
+    expect(late.headers.get('connection')).toBe('close');
+    expect(await body).toContain('[DONE]');
+    await drained;
   });
 
   it('drain: readiness fails at once, streams finish, then overdue ones get an SSE error', async () => {

@@ -1,6 +1,6 @@
 import { CoreV1Api } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KubernetesSnapshotSource } from '../../src/gateway/kube.ts';
+import { KubernetesSnapshotSource } from '../../src/gateway/snapshot-source.ts';
 import { encodeSnapshot, SNAPSHOT_DATA_KEY, SNAPSHOT_SECRET_NAME } from '../../src/snapshot/codec.ts';
 import { createNamespace, testKubeConfig } from '../support/kube.ts';
 import { snapshot } from './helpers.ts';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KubernetesSnapshotSource } from '../../src/gateway/kube.ts';
+import { KubernetesSnapshotSource } from '../../src/gateway/snapshot-source.ts';
 import { KubeClient } from '../../src/kube/client.ts';
 import { SnapshotWriter } from '../../src/operator/snapshot-writer.ts';
 import {

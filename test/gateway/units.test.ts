@@ -198,6 +198,15 @@ describe('client keys', () => {
   });
 });
 
+/** Waits for a watcher to see a change (event-driven with a poll as safety net; generous bound). */
+async function until(cond: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > timeoutMs) throw new Error('not within the time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 describe('FileSnapshotSource', () => {
   it('loads YAML or the gzipped wire format, keeps the last good snapshot on a broken file', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pb-snap-'));
@@ -211,13 +220,13 @@ describe('FileSnapshotSource', () => {
       await src.start();
       expect(src.current()?.generation).toBe(s1.generation);
       writeFileSync(path, 'format: 1\ngeneration: [broken');
-      await src.load();
+      await until(() => src.status().lastError !== undefined);
+      expect(src.status().state).toBe('stale');
       expect(src.status().lastError).toMatch(/YAML syntax error at line 2, column \d+|does not match/);
       expect(src.current()?.generation).toBe(s1.generation);
       const s2 = snapshot([]);
       writeFileSync(path, encodeSnapshot(s2));
-      await src.load();
-      expect(src.current()?.generation).toBe(s2.generation);
+      await until(() => src.current()?.generation === s2.generation);
       expect(src.status().lastError).toBeUndefined();
       await src.stop();
     } finally {

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { buildGateway } from '../../src/gateway/app.ts';
-import { KubernetesSnapshotSource } from '../../src/gateway/kube.ts';
+import { KubernetesSnapshotSource } from '../../src/gateway/snapshot-source.ts';
 import { KubeClient, KubeError, type WatchEvent } from '../../src/kube/client.ts';
 import { Informer, type ObjectWithMeta } from '../../src/kube/informer.ts';
 import { type MockProvider, startMockProvider } from '../../src/mock-provider/index.ts';

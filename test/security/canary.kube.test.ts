@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GROUP, VERSION } from '../../src/api/common.ts';
 import { ProviderConnectionSpec } from '../../src/api/provider-connection.ts';
 import { buildGateway, type Gateway } from '../../src/gateway/app.ts';
-import { KubernetesSnapshotSource } from '../../src/gateway/kube.ts';
+import { KubernetesSnapshotSource } from '../../src/gateway/snapshot-source.ts';
 import { type MockProvider, startMockProvider } from '../../src/mock-provider/index.ts';
 import type { Operator } from '../../src/operator/operator.ts';
 import { Api, eventually, startOperator } from '../operator/harness.ts';
