@@ -1,29 +1,29 @@
 import { existsSync } from 'node:fs';
-import {
-  createServer,
-  type IncomingMessage,
-  type Server,
-  type ServerResponse,
-  STATUS_CODES,
-} from 'node:http';
-import type { Socket } from 'node:net';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { resolve as resolvePath } from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import type { DestinationStream } from 'pino';
-import { publicConnections } from '../snapshot/public-view.ts';
-import type { Snapshot } from '../snapshot/schema.ts';
 import { BodyBudget } from './body.ts';
-import { allows, type ClientKey, type ClientKeysSource } from './client-keys.ts';
+import type { ClientKeysSource } from './client-keys.ts';
 import { errors, GatewayError } from './errors.ts';
-import { contextOf, frontDoor, notFound, requestIdOf } from './front-door.ts';
+import { followClientKeys, followSnapshots } from './follow.ts';
+import { contextOf, frontDoor, requestIdOf } from './front-door.ts';
 import { InFlightRequests } from './in-flight.ts';
-import { type JsonEndpointDeps, jsonHandler, requireTable } from './json-endpoint.ts';
+import { type JsonEndpointDeps, jsonHandler } from './json-endpoint.ts';
 import { GatewayMetrics } from './metrics.ts';
 import { multipartHandler } from './multipart-endpoint.ts';
-import { openApiDocument } from './openapi.ts';
+import {
+  type GatewayState,
+  healthPlugin,
+  metricsPlugin,
+  modelsPlugin,
+  openApiPlugin,
+  uiPlugin,
+} from './plugins.ts';
 import { accessLine } from './request-context.ts';
 import { ROUTES, Router } from './routes.ts';
 import { Balancer, compileRoutes, connectionKey, type HealthOptions, type RouteTable } from './routing.ts';
+import { createGatewayServer } from './server.ts';
 import type { SnapshotSource } from './snapshot-source.ts';
 import { Pools } from './upstream.ts';
 
@@ -85,8 +85,6 @@ export interface Gateway {
 
 export { JSON_ENDPOINTS, MULTIPART_ENDPOINTS } from './upstream.ts';
 
-const KEEP_ALIVE_MS = 72_000;
-
 export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
   const maxJsonBody = opts.maxJsonBody ?? 8 * 1024 * 1024;
   const maxMultipartBody = opts.maxMultipartBody ?? 25 * 1024 * 1024;
@@ -132,20 +130,8 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
     genReqId: (req) => contextOf(req)?.id ?? requestIdOf(req),
     // Every request enters through the front door (front-door.ts), which hands fastify only what it serves.
     serverFactory: (handler) => {
-      const headersTimeout = opts.headersTimeoutMs ?? 30_000;
-      // How often node:http looks for connections past the headers and request timeouts (its default, 30 s,
-      // would let a slowloris socket live up to a minute); also ends connections that never send a byte.
-      const connectionsCheckingInterval = Math.max(250, Math.min(5000, Math.floor(headersTimeout / 2)));
-      const server = createServer({ connectionsCheckingInterval }, (req, res) => door?.(req, res));
-      server.keepAliveTimeout = KEEP_ALIVE_MS;
-      server.headersTimeout = headersTimeout;
-      server.requestTimeout = opts.requestTimeoutMs ?? 300_000;
-      server.maxConnections = opts.maxConnections ?? 4096;
-      server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) =>
-        answerClientError(err, socket, metrics),
-      );
       appHandler = handler;
-      return server;
+      return createGatewayServer((req, res) => door?.(req, res), { ...opts, metrics });
     },
     return503OnClosing: true,
     routerOptions: { maxParamLength: 1000 },
@@ -177,61 +163,18 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
     },
   });
 
-  // --- snapshot → routing table ---
-  const apply = (snapshot: Snapshot | undefined) => {
-    const st = opts.snapshots.status();
-    if (snapshot && snapshot !== table?.snapshot) {
+  // --- sources: a new snapshot becomes the routing table ---
+  const unsubscribe = followSnapshots(opts.snapshots, {
+    metrics,
+    log: app.log,
+    generation: () => table?.generation,
+    use: (snapshot) => {
       table = compileRoutes(snapshot);
       balancer.retain(new Set(snapshot.connections.map(connectionKey)));
-      metrics.snapshotGeneration.set(snapshot.generation);
-      metrics.snapshotLastReload.set(Date.now() / 1000);
-      app.log.info(
-        {
-          generation: snapshot.generation,
-          connections: snapshot.connections.length,
-          models: table.models.length,
-        },
-        'routing snapshot applied',
-      );
-    }
-    if (st.lastError) {
-      metrics.snapshotErrors.inc();
-      metrics.snapshotOk.set(0);
-      app.log.error(
-        { error: st.lastError, keptGeneration: table?.generation ?? null, source: st.source },
-        'routing snapshot rejected; keeping the last good one',
-      );
-    } else {
-      metrics.snapshotOk.set(1);
-    }
-  };
-  const unsubscribe = opts.snapshots.subscribe(apply);
-  // Client keys: every change of state is logged once and shown in metrics and /readyz.
-  let keysState: string | undefined;
-  const keysChanged = () => {
-    const k = opts.clientKeys?.status();
-    if (!k) return;
-    metrics.clientKeys.set(k.keys);
-    for (const state of ['loading', 'loaded', 'stale', 'revoked'])
-      metrics.clientKeysState.set({ state }, +(state === k.state));
-    if (k.state === keysState && k.state !== 'stale') return;
-    keysState = k.state;
-    if (k.state === 'revoked')
-      app.log.error(
-        { clientKeys: k.message },
-        'client keys revoked: every request is refused with 401 until they are back',
-      );
-    else if (k.state === 'stale')
-      app.log.error(
-        { clientKeys: k.message, keysInUse: k.keys },
-        'client keys could not be read; keeping the keys in use',
-      );
-    else if (k.state === 'loaded') app.log.info({ keys: k.keys }, 'client keys loaded');
-  };
-  const unsubscribeKeys = opts.clientKeys?.subscribe(keysChanged);
-  keysChanged();
-  const initial = opts.snapshots.current();
-  if (initial) apply(initial);
+      return { models: table.models.length };
+    },
+  });
+  const unsubscribeKeys = opts.clientKeys && followClientKeys(opts.clientKeys, { metrics, log: app.log });
 
   // No route fastify serves takes a body; a body sent anyway is read and ignored.
   app.removeAllContentTypeParsers();
@@ -269,90 +212,22 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
     if (ctx) accessLine(ctx, reply.statusCode);
     done();
   });
-  const keyOf = (request: { raw: IncomingMessage }): ClientKey | undefined =>
-    contextOf(request.raw)?.clientKey;
-
-  // --- health, readiness, metrics ---
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_request, reply) => {
-    const st = opts.snapshots.status();
-    const keys = opts.clientKeys?.status();
-    // Revoked keys keep the gateway ready: its 401s say why, where a pod out of the Service would refuse silently.
-    const keysLoaded = keys?.state !== 'loading';
-    const ready = !draining && table !== undefined && keysLoaded;
-    const body = {
-      ready,
-      ...(draining ? { reason: 'draining' } : {}),
-      ...(!table ? { reason: 'no routing snapshot loaded yet' } : {}),
-      ...(!keysLoaded ? { reason: 'client keys not loaded' } : {}),
-      snapshot: {
-        source: st.source,
-        generation: table?.generation ?? null,
-        lastReloadAt: st.lastReloadAt?.toISOString() ?? null,
-        lastError: st.lastError ?? null,
-        lastErrorAt: st.lastErrorAt?.toISOString() ?? null,
-      },
-      ...(keys ? { clientKeys: keys } : {}),
-    };
-    return reply.code(ready ? 200 : 503).send(body);
-  });
-  app.get('/metrics', async (_request, reply) => {
-    reply.header('content-type', metrics.registry.contentType);
-    return metrics.registry.metrics();
-  });
-  const openapi = JSON.stringify(
-    openApiDocument({ maxJsonBody, maxMultipartBody, clientKeys: opts.clientKeys !== undefined }),
-  );
-  app.get('/openapi.json', async (_request, reply) =>
-    reply.type('application/json; charset=utf-8').send(openapi),
-  );
-
-  // --- models ---
-  app.get('/v1/models', async (request, reply) => {
-    const t = requireTable(table);
-    reply.header('content-type', 'application/json; charset=utf-8');
-    const key = keyOf(request);
-    if (!key?.models) return t.modelsJson;
-    return JSON.stringify({ object: 'list', data: t.models.filter((m) => allows(key, m.id)) });
-  });
-  app.get('/v1/models/{model}', async (request) => {
-    const t = requireTable(table);
-    const id = contextOf(request.raw)?.param ?? '';
-    const entry = allows(keyOf(request), id) ? t.models.find((m) => m.id === id) : undefined;
-    if (!entry) throw errors.modelNotFound(id);
-    return entry;
-  });
-  app.get('/api/connections', async (request) => {
-    const key = keyOf(request);
-    // A scoped key sees the models it may use, as in /v1/models, and only the connections that serve them.
-    return publicConnections(requireTable(table).snapshot, key?.models ? (id) => allows(key, id) : undefined);
-  });
-
-  // --- UI and fallbacks ---
-  if (ui && uiDir) {
-    const { default: fastifyStatic } = await import('@fastify/static');
-    addingUiFiles = true;
-    await app.register(fastifyStatic, { root: uiDir, wildcard: false, index: ['index.html'] });
-    await app.after();
-    addingUiFiles = false;
-  } else {
-    app.get('/', async (_request, reply) =>
-      reply
-        .type('text/plain; charset=utf-8')
-        .send(
-          'Plugboard gateway: an OpenAI-compatible API at /v1 (GET /v1/models lists the models).\n' +
-            'Health: /healthz, /readyz. Metrics: /metrics. Connections: /api/connections.\n',
-        ),
-    );
-  }
-  app.setNotFoundHandler(async (request, reply) => {
-    const ctx = contextOf(request.raw);
-    const target = ctx?.target ?? { path: '/', segments: [], encodedSlash: false };
-    // The UI's pages are for browsers: an API client whose base URL lacks /v1 gets JSON that says so.
-    if (ui && request.method === 'GET' && wantsPage(request.raw, target.segments[0]))
-      return reply.sendFile('index.html');
-    throw notFound(request.method, target);
-  });
+  // --- what fastify serves, one plugin per concern (plugins.ts) ---
+  const state: GatewayState = {
+    table: () => table,
+    draining: () => draining,
+    snapshots: opts.snapshots,
+    clientKeys: opts.clientKeys,
+    metrics,
+  };
+  await healthPlugin(app, state);
+  await metricsPlugin(app, state);
+  await openApiPlugin(app, { maxJsonBody, maxMultipartBody, clientKeys: opts.clientKeys !== undefined });
+  await modelsPlugin(app, state);
+  addingUiFiles = ui;
+  await uiPlugin(app, { uiDir: ui ? uiDir : undefined });
+  await app.after();
+  addingUiFiles = false;
 
   // --- lifecycle ---
   let metricsServer: Server | undefined;
@@ -427,57 +302,12 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
   };
 }
 
-/** Path heads that are API calls whatever the Accept header says (a base URL without /v1). */
-const API_HEADS = new Set([
-  'models',
-  'chat',
-  'completions',
-  'embeddings',
-  'audio',
-  'images',
-  'responses',
-  'moderations',
-  'files',
-  'batches',
-]);
-
-/** A browser navigation: no credentials, HTML accepted, not an API path. */
-function wantsPage(req: IncomingMessage, head: string | undefined): boolean {
-  if (req.headers.authorization) return false;
-  if (head !== undefined && API_HEADS.has(head)) return false;
-  return (req.headers.accept ?? '').includes('text/html');
-}
-
 function sendError(reply: FastifyReply, err: GatewayError): FastifyReply {
   return reply
     .code(err.status)
     .headers(err.headers)
     .type('application/json; charset=utf-8')
     .send(JSON.stringify(err.toJSON()));
-}
-
-/**
- * A request node:http could not take (malformed, headers too large, too slow): an OpenAI-shaped answer on the
- * raw socket, then the connection closes.
- */
-function answerClientError(err: NodeJS.ErrnoException, socket: Socket, metrics: GatewayMetrics): void {
-  const inResponse = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
-  if (err.code === 'ECONNRESET' || !socket.writable || inResponse?.headersSent) {
-    socket.destroy();
-    return;
-  }
-  const [status, message, code] =
-    err.code === 'HPE_HEADER_OVERFLOW'
-      ? [431, 'The request headers are larger than the gateway accepts.', 'headers_too_large']
-      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? [408, 'The request did not arrive in time.', 'request_timeout']
-        : [400, 'The request is not valid HTTP/1.1.', 'bad_request'];
-  metrics.answered('none', status, code);
-  const body = JSON.stringify(new GatewayError(status, message, { code }).toJSON());
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json; charset=utf-8\r\n` +
-      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-  );
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(1, ms)));
