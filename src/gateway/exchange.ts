@@ -63,9 +63,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
       this.release();
       return this.failure ? Promise.reject(this.failure) : Promise.resolve();
     }
-    // No closure made here may capture `sink`. One did (the promise executor and a settle function), and although
-    // release() dropped it, V8 kept it, and with it the client's request and response, alive through minor GCs:
-    // on SSE 1.2-1.5 MB per scavenge was promoted, a tenth of all allocation. Without it, 5-40 KB.
+    // No closure made here may capture `sink`: V8 can keep such a closure, and through the sink the client's
+    // request and response, alive through minor GCs after release() dropped it (bench/README.md, "Closure over the sink").
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     this.sink = sink;
     this.resolvePipe = resolve;
