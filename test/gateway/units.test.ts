@@ -45,7 +45,7 @@ describe('SSE usage tap', () => {
         expect(out).toBe(hide ? WITHOUT_USAGE : STREAM);
         expect(tap.usage).toEqual({ promptTokens: 3, completionTokens: 5 });
       }),
-      { numRuns: 300 },
+      propertyRun('SSE usage tap across chunk boundaries', 300),
     );
   });
 
@@ -100,6 +100,7 @@ describe('in-flight requests (what drain waits for and ends)', () => {
         list.terminateAll();
         expect(terminated.sort((a, b) => a - b)).toEqual([...live.keys()].sort((a, b) => a - b));
       }),
+      propertyRun('in-flight requests in any order', 100),
     );
   });
 
@@ -157,7 +158,7 @@ describe('multipart head', () => {
           const whole = Buffer.concat([rewriteModel(head, 'whisper-1'), ...rest]).toString();
           expect(whole).toBe(body.toString().replace('eu.whisper-1', 'whisper-1'));
         }),
-        { numRuns: 40 },
+        propertyRun('multipart model rewrite across chunk boundaries', 40),
       );
     }
   });
