@@ -186,7 +186,7 @@ describe('a canary key never leaks', () => {
 
   it('a Secret reference never crosses namespaces, and the message does not say where Secrets exist', async () => {
     await apiB.secret('only-in-b', { apiKey: CANARY });
-    const good = mocks[0] as MockProvider;
+    const good = await mock({ profile: 'openai', apiKey: CANARY, models: ['good-model'] });
     await api.connection('cross', { url: good.url, apiKeySecretRef: { name: 'only-in-b' } });
     await api.connection('nowhere', { url: good.url, apiKeySecretRef: { name: 'nowhere-at-all' } });
     const cross = await api.waitReady('cross', 'SecretNotFound');

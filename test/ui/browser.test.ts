@@ -198,7 +198,7 @@ describe('chat UI in Chromium', () => {
     expect(partial.length).toBeLessThan(full.length);
     expect(full).toContain('You said: Write bold and code please');
     expect(await lastReply(page).locator('strong').textContent()).toBe('bold');
-    const req = openai.requests.find((r) => r.path.endsWith('/chat/completions'));
+    const req = openai.requests.findLast((r) => r.path.endsWith('/chat/completions'));
     expect(req?.body).toMatchObject({ model: 'gpt-4o-mini', stream: true });
 
     // A code block gets highlighting and a copy button.
