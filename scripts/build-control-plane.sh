@@ -22,7 +22,7 @@ mkdir -p "$BIN" "$WORK"
 log() { echo "build-control-plane: $*" >&2; }
 
 if [ ! -x "$BIN/kube-apiserver" ]; then
-  log "building kube-apiserver $K8S_VERSION (cold: ~15 min on 2 cores)"
+  log "building kube-apiserver $K8S_VERSION (cold, with etcd and helm: ~7 min on 2 cores)"
   d="$WORK/k8s-$K8S_VERSION"; rm -rf "$d"; mkdir -p "$d"; cd "$d"
   go mod init plugboard.dev/controlplane-k8s >/dev/null 2>&1
   go mod edit -go=1.26.0
