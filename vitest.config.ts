@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 if (Number(process.versions.node.split('.')[0]) < 24) {
@@ -9,6 +10,11 @@ export default defineConfig({
     reporters: ['default', ['json', { outputFile: 'reports/vitest.json' }]],
     testTimeout: 30_000,
     hookTimeout: 120_000,
+    // Most files start servers, and many start processes (CLIs, gateways, control planes, Chromium) that keep a
+    // core busy of their own: one file per two cores, so a 2-core machine runs one file at a time.
+    maxWorkers: Math.max(1, Math.floor(availableParallelism() / 2)),
+    // Waits for a page or a process to catch up: generous, as a busy machine needs.
+    expect: { poll: { timeout: 10_000 } },
     projects: [
       {
         extends: true,

@@ -3,13 +3,17 @@
  * floor (a minimal undici pass-through proxy), the Plugboard gateway and @portkey-ai/gateway — non-streaming and
  * streaming at concurrency 1 and 32. Every server and the load generator run in separate processes on loopback.
  * Prints throughput and added latency (p50/p99 over direct) with ratios to direct and to the floor, the gateway's
- * RSS idle and under load, and a check of 1,000 concurrent open streams through the gateway.
+ * RSS idle and under load, a check of 1,000 concurrent open streams through the gateway, and how soon a client's
+ * disconnect reaches the upstream (before the headers and mid-stream).
  *
  * `BENCH_BASELINE=<git ref>` adds the gateway as built from that ref (a temporary worktree, compiled with tsc) as
  * one more target, measured in the same rounds: how a change compares with what it replaces, in one run.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -90,6 +94,7 @@ async function main(): Promise<void> {
     const fl = start(['bench/gateway-servers.ts', 'floor', '0', upstream]);
     const floorUrl = `http://127.0.0.1:${(await waitLine(fl, /ready (\d+)/))[1]}`;
 
+    const probe = await startAbortProbe();
     const snap = join(tmp, 'snapshot.json');
     const ok = { status: 'True', reason: 'Verified', message: '' };
     writeFileSync(
@@ -112,6 +117,20 @@ async function main(): Promise<void> {
             serving: true,
             status: { ready: ok, verified: ok },
             models: [{ id: 'gpt-4o', upstreamId: 'gpt-4o' }],
+          },
+          {
+            namespace: 'bench',
+            name: 'abort-probe',
+            provider: 'OpenAI',
+            url: `${probe.url}/v1`,
+            apiKey: 'sk-bench',
+            headers: {},
+            dropParams: [],
+            tags: [],
+            timeouts: { connectMs: 10_000, firstByteMs: 60_000, idleMs: 60_000, totalMs: 600_000 },
+            serving: true,
+            status: { ready: ok, verified: ok },
+            models: [{ id: 'abort-probe', upstreamId: 'abort-probe' }],
           },
         ],
       }),
@@ -297,6 +316,10 @@ async function main(): Promise<void> {
       gw.pid,
     );
     gwPeakRss = Math.max(gwPeakRss, many.peakRss);
+    const aborts = {
+      headers: await abortLatencies(gwUrl, probe, 'headers'),
+      stream: await abortLatencies(gwUrl, probe, 'stream'),
+    };
 
     const f = (n: number, d = 2) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
     const rows: string[][] = [
@@ -383,6 +406,14 @@ async function main(): Promise<void> {
         (many.firstError ? ` (first: ${many.firstError})` : '') +
         `, p50 ${f(many.p50, 0)} ms, p99 ${f(many.p99, 0)} ms`,
     );
+    for (const [when, ms] of [
+      ['before the upstream sent headers', aborts.headers],
+      ['mid-stream', aborts.stream],
+    ] as const)
+      console.log(
+        `client disconnect → upstream abort through plugboard, ${when}: p50 ${f(quantile(ms, 0.5))} ms, ` +
+          `p99 ${f(quantile(ms, 0.99))} ms, max ${f(quantile(ms, 1))} ms (${ms.length} sequential disconnects)`,
+      );
     if (portkeyNote) console.log(portkeyNote);
     const pkStream = results.get('portkey|stream|1');
     if (pkStream?.errors)
@@ -400,6 +431,79 @@ async function main(): Promise<void> {
       execFileSync('git', ['worktree', 'remove', '--force', w], { cwd: ROOT, stdio: 'ignore' });
     rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+const ABORTS = 50;
+
+interface AbortProbe {
+  url: string;
+  /** The next request the probe receives, and when (performance.now()) its connection closed. */
+  next(): Promise<{ closed: Promise<number> }>;
+}
+
+/**
+ * An upstream in this process (one clock for the client and the upstream) that never finishes a request: with
+ * `"bench_abort":"stream"` it sends the headers and one SSE event first, otherwise nothing at all.
+ */
+async function startAbortProbe(): Promise<AbortProbe> {
+  const waiting: ((r: { closed: Promise<number> }) => void)[] = [];
+  const server = createServer((req: IncomingMessage, res) => {
+    const closed = new Promise<number>((resolve) => res.on('close', () => resolve(performance.now())));
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('end', () => {
+      if (Buffer.concat(parts).toString().includes('"bench_abort":"stream"')) {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write('data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n');
+      }
+      waiting.shift()?.({ closed });
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  server.unref();
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    next: () => new Promise((resolve) => waiting.push(resolve)),
+  };
+}
+
+/** Milliseconds from a client's disconnect to the upstream's connection closing, one request at a time. */
+async function abortLatencies(
+  gwUrl: string,
+  probe: AbortProbe,
+  mode: 'headers' | 'stream',
+): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < ABORTS; i++) {
+    const arrived = probe.next();
+    const req = httpRequest(`${gwUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+    });
+    req.on('error', () => undefined);
+    req.end(
+      JSON.stringify({
+        model: 'abort-probe',
+        stream: true,
+        bench_abort: mode,
+        messages: [{ role: 'user', content: 'hi' }],
+      }),
+    );
+    const { closed } = await arrived;
+    if (mode === 'stream') {
+      const [res] = (await once(req, 'response')) as [IncomingMessage];
+      await once(res, 'data');
+    }
+    const t = performance.now();
+    req.destroy();
+    out.push((await closed) - t);
+  }
+  return out;
+}
+
+function quantile(xs: number[], q: number): number {
+  const v = [...xs].sort((a, b) => a - b);
+  return v.length ? (v[Math.min(v.length - 1, Math.floor(q * v.length))] as number) : Number.NaN;
 }
 
 /** The gateway's count of major (mark-compact) GCs so far, from its Prometheus metrics. */

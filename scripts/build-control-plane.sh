@@ -23,7 +23,7 @@ mkdir -p "$BIN" "$WORK"
 log() { echo "build-control-plane: $*" >&2; }
 
 if [ ! -x "$BIN/kube-apiserver" ]; then
-  log "building kube-apiserver $K8S_VERSION (cold: ~15 min on 2 cores)"
+  log "building kube-apiserver $K8S_VERSION (cold, with etcd and helm: ~7 min on 2 cores)"
   d="$WORK/k8s-$K8S_VERSION"
   # shellcheck source=scripts/k8s-module.sh
   source "$SCRIPTS/k8s-module.sh"

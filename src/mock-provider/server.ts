@@ -84,7 +84,7 @@ export async function startMockProvider(opts: MockProviderOptions): Promise<Mock
   let modelSet = new Set(models);
   let apiKey = opts.apiKey;
   let latencyMs = opts.latencyMs ?? 0;
-  const chunkDelayMs = opts.chunkDelayMs ?? 0;
+  let chunkDelayMs = opts.chunkDelayMs ?? 0;
   let failure: MockFailure | undefined = opts.failure ? { ...opts.failure } : undefined;
   let failureScope: MockFailureScope = opts.failureScope ?? 'all';
   const requests: RecordedRequest[] = [];
@@ -1130,6 +1130,9 @@ export async function startMockProvider(opts: MockProviderOptions): Promise<Mock
     },
     setLatency(ms) {
       latencyMs = ms;
+    },
+    setChunkDelay(ms) {
+      chunkDelayMs = ms;
     },
     waitForRequest: (pred, timeoutMs = 5000) => waitFor(pred, timeoutMs, 'matching request'),
     waitForAbort: (pred, timeoutMs = 5000) =>

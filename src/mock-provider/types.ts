@@ -119,6 +119,8 @@ export interface MockProvider {
   setModels(ids: string[]): void;
   setApiKey(key: string | undefined): void;
   setLatency(ms: number): void;
+  /** The pause between streamed chunks, for requests from now on and for streams in progress. */
+  setChunkDelay(ms: number): void;
   waitForRequest(pred: (r: RecordedRequest) => boolean, timeoutMs?: number): Promise<RecordedRequest>;
   /** Resolves when a matching request has abortedAt. */
   waitForAbort(pred: (r: RecordedRequest) => boolean, timeoutMs?: number): Promise<RecordedRequest>;

@@ -20,7 +20,8 @@ import { createNamespace, testKubeConfig } from '../support/kube.ts';
 
 const CHUNK = 16 * 1024;
 
-async function until(cond: () => boolean, what: string, timeoutMs = 2000): Promise<void> {
+/** Polls until `cond` holds; the deadline allows for a busy machine (a watch event normally takes ms). */
+async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const t0 = performance.now();
   while (!cond()) {
     if (performance.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
@@ -37,6 +38,8 @@ describe('a snapshot sharded over several Secrets (operator writer → gateway s
   let writer: SnapshotWriter;
   let src: KubernetesSnapshotSource;
   let written = { generation: 0, bytes: 0, secrets: 0 };
+  /** What the writer loaded from the new namespace before its first write. */
+  let loadedAtStart: unknown;
   const a = bigConnection('a', 3000);
   const b = bigConnection('b', 3000, 'sk-b');
   const secretPath = (name: string) => `/api/v1/namespaces/${ns}/secrets/${name}`;
@@ -64,6 +67,7 @@ describe('a snapshot sharded over several Secrets (operator writer → gateway s
       },
     });
     cleanups.push(() => writer.stop());
+    loadedAtStart = await writer.load();
     src = new KubernetesSnapshotSource(kc, ns);
     src.backoff.initial = 50;
     cleanups.push(() => src.stop());
@@ -74,17 +78,25 @@ describe('a snapshot sharded over several Secrets (operator writer → gateway s
     client.close();
   });
 
-  let shards = 0;
-
-  it('splits a snapshot bigger than a chunk over the root and shard Secrets; the gateway serves it whole', async () => {
-    expect(await writer.load()).toBeUndefined();
+  /**
+   * The state each test starts from, whatever ran before it: connections a and b, sharded, applied by the
+   * gateway. Returns the number of shard Secrets.
+   */
+  async function sharded(): Promise<number> {
+    writer.delete('ai/c');
     writer.set('ai/a', a);
     writer.set('ai/b', b);
     await writer.flush();
+    await until(() => src.current()?.generation === writer.currentGeneration, 'the sharded snapshot');
+    return Number((await api.secretMeta(SNAPSHOT_SECRET_NAME))?.annotations?.[SHARDS_ANNOTATION]);
+  }
+
+  it('splits a snapshot bigger than a chunk over the root and shard Secrets; the gateway serves it whole', async () => {
+    expect(loadedAtStart).toBeUndefined();
+    const shards = await sharded();
     expect(writer.lastError).toBeUndefined();
 
     const root = await api.secretMeta(SNAPSHOT_SECRET_NAME);
-    shards = Number(root?.annotations?.[SHARDS_ANNOTATION]);
     expect(shards).toBeGreaterThanOrEqual(4);
     expect(written).toEqual({
       generation: writer.currentGeneration,
@@ -120,6 +132,7 @@ describe('a snapshot sharded over several Secrets (operator writer → gateway s
   });
 
   it('a rotated key rewrites the root and at most the last two shards; the gateway applies it', async () => {
+    const shards = await sharded();
     const before = await shardVersions(shards);
     writer.set('ai/b', { ...b, apiKey: 'sk-b-rotated' });
     await writer.flush();
@@ -135,6 +148,7 @@ describe('a snapshot sharded over several Secrets (operator writer → gateway s
   });
 
   it('shrinking back to one Secret deletes the shard Secrets; the gateway follows', async () => {
+    const shards = await sharded();
     const small = bigConnection('b', 5, 'sk-b');
     writer.delete('ai/a');
     writer.set('ai/b', small);
@@ -149,9 +163,7 @@ describe('a snapshot sharded over several Secrets (operator writer → gateway s
   });
 
   it('a torn read (root and shards disagree) keeps the last good snapshot and reports it; a consistent root recovers', async () => {
-    writer.set('ai/a', a);
-    await writer.flush();
-    await until(() => src.current()?.generation === writer.currentGeneration, 'sharded again');
+    await sharded();
     const good = writer.currentGeneration;
     src.shardRetry.attempts = 3;
     src.shardRetry.delayMs = 20;

@@ -46,7 +46,7 @@ describe('SSE usage tap', () => {
         expect(out).toBe(hide ? WITHOUT_USAGE : STREAM);
         expect(tap.usage).toEqual({ promptTokens: 3, completionTokens: 5 });
       }),
-      { numRuns: 300 },
+      propertyRun('SSE usage tap across chunk boundaries', 300),
     );
   });
 
@@ -101,6 +101,7 @@ describe('in-flight requests (what drain waits for and ends)', () => {
         list.terminateAll();
         expect(terminated.sort((a, b) => a - b)).toEqual([...live.keys()].sort((a, b) => a - b));
       }),
+      propertyRun('in-flight requests in any order', 100),
     );
   });
 

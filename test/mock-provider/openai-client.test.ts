@@ -24,7 +24,9 @@ describe('mock provider: the official openai client works against the openai pro
     expect(r.choices[0]?.message.content).toBe('Hello from openai! You said: ping pong');
     expect(r.choices[0]?.finish_reason).toBe('stop');
     expect(r.usage).toEqual({ prompt_tokens: 4, completion_tokens: 7, total_tokens: 11 });
-    const rec = await mock.waitForRequest((q) => q.path === '/v1/chat/completions');
+    const rec = await mock.waitForRequest(
+      (q) => q.path === '/v1/chat/completions' && JSON.stringify(q.body).includes('ping pong'),
+    );
     expect(rec.headers.authorization).toBe('Bearer sk-test');
     expect(rec.body).toMatchObject({ model: 'gpt-4o' });
     expect(rec.closedAt).toBeGreaterThanOrEqual(rec.firstByteSentAt ?? Number.POSITIVE_INFINITY);

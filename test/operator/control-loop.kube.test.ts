@@ -187,7 +187,14 @@ describe('Secret events', () => {
     await api.patchConnection('idx-3', { apiKeySecretRef: { name: 'idx-shared' } });
     await api.waitReady('idx-2', 'Verified');
     await api.waitReady('idx-3', 'Verified');
-    await sleep(500); // let the reconciles of those updates finish before counting
+    // let the reconciles of those updates finish before counting: a quiet second, however long that takes
+    let count = reconciles.length;
+    await eventually(async () => {
+      await sleep(1000);
+      const quiet = reconciles.length === count;
+      count = reconciles.length;
+      return quiet;
+    }, 'a second without reconciles');
 
     const list = vi.spyOn(Informer.prototype, 'list');
     try {

@@ -10,11 +10,22 @@ let api: Api;
 let op: Operator;
 const mock = useMockProviders();
 
+/** The connection most tests look at or change; each test that changes it puts it back to Verified. */
+let openai: MockProvider;
+
 beforeAll(async () => {
   const kc = testKubeConfig();
   const ns = await createNamespace(kc, 'operator');
   api = new Api(kc, ns);
   op = startOperator(kc, ns, { leaderElection: false, probeListen: { host: '127.0.0.1', port: 0 } });
+  openai = await mock({ profile: 'openai', apiKey: KEY });
+  await api.secret('openai-key', { apiKey: KEY });
+  await api.connection('openai', {
+    url: `${openai.url}/`,
+    apiKeySecretRef: { name: 'openai-key' },
+    tags: ['test'],
+  });
+  await api.waitReady('openai', 'Verified');
 });
 
 afterAll(async () => {
@@ -22,16 +33,7 @@ afterAll(async () => {
 });
 
 describe('operator against a real API server', () => {
-  let openai: MockProvider;
-
   it('verifies a connection, writes honest status and puts key and models in the snapshot', async () => {
-    openai = await mock({ profile: 'openai', apiKey: KEY });
-    await api.secret('openai-key', { apiKey: KEY });
-    await api.connection('openai', {
-      url: `${openai.url}/`,
-      apiKeySecretRef: { name: 'openai-key' },
-      tags: ['test'],
-    });
     const c = await api.waitReady('openai', 'Verified');
     expect(cond(c, 'Ready')?.status).toBe('True');
     expect(cond(c, 'SecretResolved')).toMatchObject({ status: 'True', reason: 'SecretResolved' });
@@ -54,11 +56,19 @@ describe('operator against a real API server', () => {
   });
 
   it('makes no status writes in steady state', async () => {
-    const before = (await op.metrics.statusWrites.get()).values.reduce((a, v) => a + v.value, 0);
+    const writes = async () => (await op.metrics.statusWrites.get()).values.reduce((a, v) => a + v.value, 0);
+    // Steady: what earlier changes set off has been written (a quiet second), however long that took.
+    let before = await writes();
+    await eventually(async () => {
+      await new Promise((r) => setTimeout(r, 1000));
+      const now = await writes();
+      const quiet = now === before;
+      before = now;
+      return quiet;
+    }, 'a second without status writes');
     const rv = (await api.getConnection('openai')).metadata.resourceVersion;
     await new Promise((r) => setTimeout(r, 1500));
-    const after = (await op.metrics.statusWrites.get()).values.reduce((a, v) => a + v.value, 0);
-    expect(after).toBe(before);
+    expect(await writes()).toBe(before);
     expect((await api.getConnection('openai')).metadata.resourceVersion).toBe(rv);
   });
 
@@ -186,7 +196,10 @@ describe('operator against a real API server', () => {
   });
 
   it('a glob on an upstream without a model list is reported on its allowlist', async () => {
-    await api.allowlist('pplx-globs', 'pplx', ['sonar-pro', 'sonar-*']);
+    const up = await mock({ profile: 'perplexity', apiKey: 'pplx-glob' });
+    await api.secret('pplx-glob', { apiKey: 'pplx-glob' });
+    await api.connection('pplx-glob', { url: up.url, apiKeySecretRef: { name: 'pplx-glob' } });
+    await api.allowlist('pplx-globs', 'pplx-glob', ['sonar-pro', 'sonar-*']);
     const a = await eventually(async () => {
       const x = await api.getAllowlist('pplx-globs');
       return cond(x, 'Ready')?.reason === 'GlobNeedsModelList' ? x : undefined;
@@ -276,14 +289,20 @@ describe('operator against a real API server', () => {
 
   it('a flaky upstream keeps its last good models (reported stale) instead of emptying the gateway', async () => {
     openai.setFailure({ kind: 'status', status: 503 }, 'models');
-    await api.patchConnection('openai', { verification: { timeout: '5s' } }); // a spec change re-verifies at once
-    const c = await api.waitReady('openai', 'UpstreamError');
-    expect(cond(c, 'Ready')?.message).toMatch(/serving the last good list of \d+ models .* \(stale\)/);
-    expect(cond(c, 'ModelsDiscovered')?.reason).toBe('StaleModelList');
-    const entry = (await api.snapshot())?.connections.find((x) => x.name === 'openai');
-    expect(entry?.serving).toBe(true);
-    expect(entry?.models.length).toBeGreaterThan(0);
-    openai.setFailure(undefined);
+    try {
+      // a spec change re-verifies at once
+      await api.patchConnection('openai', { verification: { timeout: '5s' } });
+      const c = await api.waitReady('openai', 'UpstreamError');
+      expect(cond(c, 'Ready')?.message).toMatch(/serving the last good list of \d+ models .* \(stale\)/);
+      expect(cond(c, 'ModelsDiscovered')?.reason).toBe('StaleModelList');
+      // the snapshot follows the status asynchronously
+      await eventually(async () => {
+        const entry = (await api.snapshot())?.connections.find((x) => x.name === 'openai');
+        return entry?.serving && entry.models.length > 0;
+      }, 'the stale models still served');
+    } finally {
+      openai.setFailure(undefined);
+    }
     await api.waitReady('openai', 'Verified', 20_000);
   });
 
@@ -297,10 +316,17 @@ describe('operator against a real API server', () => {
   });
 
   it('deleting a connection removes it from the snapshot', async () => {
-    await api.deleteConnection('az');
+    const up = await mock({ profile: 'openai' });
+    await api.connection('doomed', { url: up.url });
+    await api.waitReady('doomed', 'Verified');
     await eventually(
-      async () => !(await api.snapshot())?.connections.some((x) => x.name === 'az'),
-      'az gone',
+      async () => (await api.snapshot())?.connections.some((x) => x.name === 'doomed'),
+      'doomed in the snapshot',
+    );
+    await api.deleteConnection('doomed');
+    await eventually(
+      async () => !(await api.snapshot())?.connections.some((x) => x.name === 'doomed'),
+      'doomed gone',
     );
   });
 
@@ -308,7 +334,7 @@ describe('operator against a real API server', () => {
     const text = await (await fetch(`${op.probeAddress}/metrics`)).text();
     expect(text).toMatch(/plugboard_connection_up\{namespace="[^"]+",name="openai"\} 1/);
     expect(text).toMatch(/plugboard_snapshot_generation \d+/);
-    expect(text).toMatch(/plugboard_verification_results_total\{reason="Unauthorized"\} \d+/);
+    expect(text).toMatch(/plugboard_verification_results_total\{reason="Verified"\} \d+/);
     expect(text).not.toContain(KEY);
     expect((await fetch(`${op.probeAddress}/readyz`)).status).toBe(200);
   });

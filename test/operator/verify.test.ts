@@ -290,11 +290,11 @@ describe('verification failures become reasons a person can act on', () => {
 
   it('a server that never answers → Timeout within the verification timeout', async () => {
     const m = await mock({ profile: 'openai', failure: { kind: 'hang' } });
-    const started = performance.now();
     const out = await verifyConnection(target(m, { timeoutMs: 500 }));
+    // the server never answers, so a Timeout at all means the timeout ended it; the message names which one
     expect(out.reason).toBe('Timeout');
-    expect(performance.now() - started).toBeLessThan(2000);
-    await m.waitForAbort(() => true, 2000);
+    expect(out.message).toContain('did not answer within 0.5s');
+    await m.waitForAbort(() => true, 10_000);
   });
 
   it('a closed port → ConnectionRefused', async () => {

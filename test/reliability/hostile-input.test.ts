@@ -14,6 +14,7 @@ import { JSON_ENDPOINTS, MULTIPART_ENDPOINTS } from '../../src/gateway/app.ts';
 import { StaticClientKeys } from '../../src/gateway/client-keys.ts';
 import type { MockProvider } from '../../src/mock-provider/index.ts';
 import { conn, type Harness, mock, startGateway } from '../gateway/helpers.ts';
+import { propertyRun } from '../support/property.ts';
 
 const RUNS = 200;
 const MODELS = ['gpt-4o', 'text-embedding-3-small', 'tts-1', 'whisper-1', 'dall-e-3', 'vendor/model:tag'];
@@ -187,7 +188,7 @@ describe('property-based hostile input', () => {
             throw new Error(`POST /v1/${endpoint} (${ctype}) ${JSON.stringify(body).slice(0, 300)}: ${v}`);
         },
       ),
-      { numRuns: RUNS, seed: 8, endOnFailure: true },
+      propertyRun('hostile request bodies', RUNS),
     );
   }, 60_000);
 
@@ -244,7 +245,7 @@ describe('property-based hostile input', () => {
           if (a.status >= 400) expect(a.text).not.toContain(KEY);
         },
       ),
-      { numRuns: RUNS, seed: 8, endOnFailure: true },
+      propertyRun('hostile headers', RUNS),
     );
   }, 60_000);
 
@@ -303,7 +304,7 @@ describe('property-based hostile input', () => {
           }
         },
       ),
-      { numRuns: RUNS, seed: 8, endOnFailure: true },
+      propertyRun('hostile paths and query strings', RUNS),
     );
     // still healthy, still serving
     expect((await fetch(`${open.url}/readyz`)).status).toBe(200);
@@ -370,7 +371,7 @@ describe('oversized bodies get 413 before they are read whole', () => {
       const [res] = (await Promise.race([
         once(req, 'response'),
         new Promise((_, reject) =>
-          setTimeout(() => reject(new Error(`${path}: no answer within 2 s`)), 2000),
+          setTimeout(() => reject(new Error(`${path}: no answer within 10 s`)), 10_000),
         ),
       ])) as [IncomingMessage];
       let text = '';

@@ -120,20 +120,19 @@ describe('reset', () => {
 
 describe('slow upstreams', () => {
   it('slow headers: 504 upstream_timeout, or a failover within the first-byte timeout', async () => {
-    const slow = await upstream({ profile: 'openai', latencyMs: 3000 });
+    // the slow one would answer long after the first-byte timeout, so a 504 at all means the timeout ended it
+    const slow = await upstream({ profile: 'openai', latencyMs: 30_000 });
     const good = await upstream({ profile: 'openai' });
     const h = await gateway([
       conn(slow, { name: 'slow', models: ['gpt-4o', 'only-slow'], timeouts: { firstByteMs: 250 } }),
       conn(good, { name: 'good', models: ['gpt-4o', 'ok-model'] }),
     ]);
-    const t0 = performance.now();
     const err = await h
       .client()
       .chat.completions.create(chat('only-slow'))
       .catch((e) => e);
     expect(err.status).toBe(504);
     expect(err.code).toBe('upstream_timeout');
-    expect(performance.now() - t0).toBeLessThan(1500);
     // the slow one is tried first or second; either way the client gets an answer
     const results = await Promise.all(
       Array.from({ length: 4 }, () => h.client().chat.completions.create(chat('gpt-4o'))),
@@ -143,7 +142,8 @@ describe('slow upstreams', () => {
   });
 
   it('slow body: an idle stream ends with an SSE error event; a cut JSON body is an error, never a short success', async () => {
-    const dribble = await upstream({ profile: 'openai', chunkDelayMs: 2200 });
+    // the next chunk would come long after the idle timeout, however busy the machine
+    const dribble = await upstream({ profile: 'openai', chunkDelayMs: 30_000 });
     const cut = await upstream({ profile: 'openai', failure: { kind: 'reset', afterChunks: 1 } });
     const good = await upstream({ profile: 'openai' });
     const h = await gateway([

@@ -178,9 +178,3 @@ export const ipv6Literal: fc.Arbitrary<string> = fc
     fc.constantFrom('canonical', 'expanded', 'upper') as fc.Arbitrary<(typeof IPV6_STYLES)[number]>,
   )
   .map(([head, rest, style]) => ipv6Text(Uint8Array.from([...head, ...rest]), style));
-
-/** fast-check settings that name the seed in the test title and in a failure. */
-export function seeded(runs: number): { seed: number; numRuns: number } {
-  const seed = Number(process.env.FC_SEED ?? Math.floor(Math.random() * 2 ** 31));
-  return { seed, numRuns: runs };
-}

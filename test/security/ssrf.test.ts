@@ -22,7 +22,8 @@ import {
 import { type Resolver, setConnectHooks } from '../../src/net/safe-connect.ts';
 import { type VerifyNetOptions, verifyConnection } from '../../src/operator/verification/verify.ts';
 import { conn, metricValue, startGateway } from '../gateway/helpers.ts';
-import { ipv6Literal, seeded, spelling } from './address-spellings.ts';
+import { propertyRun } from '../support/property.ts';
+import { ipv6Literal, spelling } from './address-spellings.ts';
 import { ADMITTED, ALLOWED, HOSTILE } from './ssrf-corpus.ts';
 
 const CANARY = `sk-canary-${randomBytes(12).toString('hex')}`;
@@ -184,9 +185,7 @@ describe('admission refuses every spelling WHATWG URL reads as a refused address
     const host = URL.canParse(url) ? new URL(url).hostname.replace(/^\[(.*)\]$/, '$1') : '';
     return isIP(host) ? ADMISSION_POLICY.fixedRules(host) : [];
   };
-  const { seed, numRuns } = seeded(2000);
-
-  it(`generated notations and IPv6 embeddings (fast-check seed ${seed})`, () => {
+  it('generated notations and IPv6 embeddings', () => {
     fc.assert(
       fc.property(spelling, (s) => {
         const parsed = ProviderConnectionSpec.safeParse({ url: s.url });
@@ -199,7 +198,7 @@ describe('admission refuses every spelling WHATWG URL reads as a refused address
         // The pure check agrees with zod.
         expect(checkUpstreamUrl(s.url).ok, s.url).toBe(parsed.success);
       }),
-      { seed, numRuns },
+      propertyRun('admission of generated spellings', 2000),
     );
   });
 
@@ -220,7 +219,7 @@ describe('admission refuses every spelling WHATWG URL reads as a refused address
     expect(() => policyFromFlags({ 'nat64-prefixes': '10.0.0.0/8' })).toThrow(/--nat64-prefixes: .*NAT64/);
   });
 
-  it(`the CRD's IPv6 patterns say what the policy says (fast-check seed ${seed})`, () => {
+  it("the CRD's IPv6 patterns say what the policy says", () => {
     const inCidr = (address: string, cidr: string) => {
       const [a, p] = cidr.split('/') as [string, string];
       const list = new BlockList();
@@ -249,7 +248,7 @@ describe('admission refuses every spelling WHATWG URL reads as a refused address
           }
         }
       }),
-      { seed, numRuns },
+      propertyRun("the CRD's IPv6 patterns", 2000),
     );
   });
 });
