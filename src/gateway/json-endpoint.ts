@@ -99,10 +99,18 @@ function prepare(
     throw errors.badJson('the body must be a JSON object');
   const body = parsed as Record<string, unknown>;
   // A repeated name (`"model"` twice, or once escaped as `"mod\u0065l"`) is read as the last one here and as the
-  // first one by some upstreams: the model authorised would not be the model served.
+  // first one by some upstreams: the model authorised would not be the model served. Go's encoding/json (Ollama,
+  // LocalAI, Go proxies) also takes a name that differs only in case (Unicode simple folding) for the field:
+  // `"Model"` after `"model"` is the model it serves. So names are compared folded too.
+  const folded = new Set<string>();
   let names = 0;
-  for (const _ in body) names++;
+  for (const name in body) {
+    names++;
+    folded.add(name.toUpperCase().toLowerCase());
+  }
   if (names !== members) throw errors.badJson('the body repeats a field name');
+  if (folded.size !== names)
+    throw errors.badJson('the body repeats a field name in another case (some upstreams read them as one)');
   const model = body.model;
   if (typeof model !== 'string' || model === '') throw errors.missingModel();
   const candidates = candidatesFor(table, ctx.clientKey, model);
