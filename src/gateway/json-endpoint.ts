@@ -73,9 +73,10 @@ export function candidatesFor(
   clientKey: ClientKey | undefined,
   model: string,
 ): Candidate[] {
-  const routes = requireTable(table).routes;
-  const candidates = allows(clientKey, model) ? routes.get(model) : undefined;
-  if (!candidates) throw errors.modelNotFound(model);
+  // The table first: a scope is a glob (a regex that backtracks), and only IDs from the table are matched
+  // against it, never a name of any length from the body.
+  const candidates = requireTable(table).routes.get(model);
+  if (!candidates || !allows(clientKey, model)) throw errors.modelNotFound(model);
   return candidates;
 }
 

@@ -88,8 +88,9 @@ export async function modelsPlugin(app: FastifyInstance, s: GatewayState): Promi
   app.get('/v1/models/{model}', async (request) => {
     const t = requireTable(s.table());
     const id = contextOf(request.raw)?.param ?? '';
-    const entry = allows(keyOf(request), id) ? t.models.find((m) => m.id === id) : undefined;
-    if (!entry) throw errors.modelNotFound(id);
+    // The table first: only IDs from it are matched against the key's scope (a backtracking glob).
+    const entry = t.models.find((m) => m.id === id);
+    if (!entry || !allows(keyOf(request), id)) throw errors.modelNotFound(id);
     return entry;
   });
   app.get('/api/connections', async (request) => {
