@@ -273,7 +273,10 @@ class ProxyRun {
             continue;
           }
           if (r.statusCode >= 500) {
-            const msg = upstreamErrorMessage(await scrubbedText(r, cand, 16 * 1024));
+            const said = upstreamErrorMessage(await scrubbedText(r, cand, 16 * 1024));
+            // Reading the JSON undoes escapes the scrubber leaves in place (`\u0000`): what it said is scrubbed again.
+            const scrubber = scrubberOf(cand.connection);
+            const msg = said && scrubber ? scrubber.scrub(said) : said;
             this.releaseAttempt();
             this.chosen = cand;
             lastError = new GatewayError(
