@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SNAPSHOT_FORMAT, type Snapshot } from '../../src/snapshot/schema.ts';
 import { type GatewayProcess, spawnPlugboard } from '../reliability/process.ts';
@@ -25,7 +26,15 @@ const KEYS_YAML =
   `- {name: scoped, key: ${SCOPED_KEY}, models: ["gpt-*"]}\n` +
   `- {name: llama, key: ${LLAMA_KEY}, models: ["*llama*"]}\n`;
 
-const MODELS = ['gpt-4o', 'secret-model', 'llama-3', 'echo-utf16-4xx', 'echo-utf16-5xx', 'echo-escaped-5xx'];
+const MODELS = [
+  'gpt-4o',
+  'secret-model',
+  'llama-3',
+  'echo-utf16-4xx',
+  'echo-utf16-5xx',
+  'echo-escaped-5xx',
+  'echo-gzip-4xx',
+];
 
 const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
 const json = (key: string) => ({ 'content-type': 'application/json', ...bearer(key) });
@@ -45,7 +54,8 @@ interface Upstream {
 
 /**
  * An OpenAI-compatible upstream that records every request but `GET /models`. The model picks the answer:
- * `echo-utf16-4xx` echoes the key in a UTF-16 JSON error (as some .NET servers write them), `echo-utf16-5xx` does
+ * `echo-gzip-4xx` echoes the key in a gzip-compressed error (the gateway asks for `identity`; an upstream may
+ * ignore it), `echo-utf16-4xx` echoes the key in a UTF-16 JSON error (as some .NET servers write them), `echo-utf16-5xx` does
  * so in a 500, `echo-escaped-5xx` in a 500 whose JSON spells the UTF-16 text with `\u0000` escapes; anything else
  * gets a chat completion.
  */
@@ -70,6 +80,16 @@ async function upstream(): Promise<Upstream> {
         // not JSON
       }
       const message = `Incorrect API key provided: ${key}`;
+      if (model === 'echo-gzip-4xx') {
+        const gz = gzipSync(JSON.stringify({ error: { message } }));
+        res.writeHead(401, {
+          'content-type': 'application/json',
+          'content-encoding': 'gzip',
+          'content-length': gz.length,
+        });
+        res.end(gz);
+        return;
+      }
       if (model === 'echo-utf16-4xx') {
         res.writeHead(401, { 'content-type': 'application/json; charset=utf-16' });
         res.end(Buffer.from(JSON.stringify({ error: { message } }), 'utf16le'));
@@ -267,6 +287,20 @@ describe.each(['gateway', 'standalone'] as const)('%s', (binary) => {
       }
     }
     expect(holdsKey(proc.logs()), 'the logs hold the key').toBe(false);
+  });
+
+  it('a compressed error body is passed readable and scrubbed, not as bytes that only look compressed', async () => {
+    const r = await fetch(`${proc.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: json(CLIENT_KEY),
+      body: chat('echo-gzip-4xx'),
+    });
+    expect(r.status).toBe(401);
+    // fetch decodes what content-encoding names; a gzip body read as UTF-8 text no longer is gzip
+    const text = await r.text().catch((err: Error) => `unreadable: ${err.message} ${String(err.cause)}`);
+    expect(text).not.toMatch(/^unreadable/);
+    expect(holdsKey(text)).toBe(false);
+    expect(text).toContain('Incorrect API key provided');
   });
 
   it('a key limited to some models does not read every model and connection in /metrics', async () => {
