@@ -4,14 +4,17 @@
  * that records what it is sent. The attacks that stall or crash a process get a gateway of their own, so that a
  * regression fails its own test and no other.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SNAPSHOT_FORMAT, type Snapshot } from '../../src/snapshot/schema.ts';
 import { type GatewayProcess, spawnPlugboard } from '../reliability/process.ts';
+import { freePort } from '../support/control-plane.ts';
 import { type RawResponse, rawExchange, rawRequest } from '../support/raw-http.ts';
 
 const PROVIDER_KEY = 'sk-provider-Zq8vXw3Lm5Np7Rt9Hk2Jd4Fg6';
@@ -134,6 +137,7 @@ async function upstream(): Promise<Upstream> {
 
 const dirs: string[] = [];
 const procs: GatewayProcess[] = [];
+const children: ChildProcess[] = [];
 let up: Upstream;
 
 function tempDir(): string {
@@ -149,7 +153,19 @@ async function startGateway(
   const dir = tempDir();
   const keysFile = join(dir, 'keys.yaml');
   writeFileSync(keysFile, opts.keysYaml ?? KEYS_YAML);
-  const snapshot: Snapshot = {
+  const file = join(dir, 'snapshot.json');
+  writeFileSync(file, JSON.stringify(snapshotFor(up)));
+  const proc = await spawnPlugboard(
+    'gateway',
+    ['--config-file', file, '--client-keys-file', keysFile, ...(opts.args ?? [])],
+    { env: opts.env },
+  );
+  procs.push(proc);
+  return { proc, keysFile };
+}
+
+function snapshotFor(upstream: Upstream): Snapshot {
+  return {
     format: SNAPSHOT_FORMAT,
     generation: 1,
     generatedAt: new Date().toISOString(),
@@ -158,7 +174,7 @@ async function startGateway(
         namespace: 'ai',
         name: 'upstream',
         provider: 'OpenAI',
-        url: up.url,
+        url: upstream.url,
         apiKey: PROVIDER_KEY,
         headers: {},
         dropParams: [],
@@ -173,15 +189,6 @@ async function startGateway(
       },
     ],
   };
-  const file = join(dir, 'snapshot.json');
-  writeFileSync(file, JSON.stringify(snapshot));
-  const proc = await spawnPlugboard(
-    'gateway',
-    ['--config-file', file, '--client-keys-file', keysFile, ...(opts.args ?? [])],
-    { env: opts.env },
-  );
-  procs.push(proc);
-  return { proc, keysFile };
 }
 
 /** `plugboard standalone` with a ProviderConnection for the upstream, once it serves the upstream's models. */
@@ -218,6 +225,50 @@ async function startStandalone(opts: { keys?: boolean } = {}): Promise<GatewayPr
   return proc;
 }
 
+/**
+ * `plugboard gateway` with its stdout and stderr going to a file, as a container runtime's log pipe takes them
+ * (spawnPlugboard keeps them in the test's memory, which an attack on the log would exhaust first).
+ */
+async function startGatewayLoggingToFile(
+  env: Record<string, string>,
+): Promise<{ child: ChildProcess; url: string }> {
+  const dir = tempDir();
+  const keysFile = join(dir, 'keys.yaml');
+  writeFileSync(keysFile, KEYS_YAML);
+  const file = join(dir, 'snapshot.json');
+  writeFileSync(file, JSON.stringify(snapshotFor(up)));
+  const port = await freePort();
+  const out = openSync(join(dir, 'gateway.log'), 'w');
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
+  delete childEnv.KUBERNETES_SERVICE_HOST;
+  const child = spawn(
+    process.execPath,
+    [
+      join(import.meta.dirname, '..', '..', 'bin', 'plugboard.js'),
+      'gateway',
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--config-file',
+      file,
+      '--client-keys-file',
+      keysFile,
+    ],
+    { env: childEnv, stdio: ['ignore', out, out] },
+  );
+  closeSync(out);
+  children.push(child);
+  const url = `http://127.0.0.1:${port}`;
+  await until(
+    async () =>
+      fetch(`${url}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      ),
+    'the gateway did not get ready',
+  );
+  return { child, url };
+}
+
 async function until(check: () => Promise<boolean>, why: string, ms = 20_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await check())) {
@@ -252,6 +303,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const p of procs) await p.stop();
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   await up?.close();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
@@ -407,6 +459,39 @@ describe('exhaustion, each against a gateway of its own', () => {
     });
     expect([400, 413, 503], r.raw.slice(0, 300)).toContain(r.status);
     await proc.stop();
+  }, 90_000);
+});
+
+describe('exhaustion without a key', () => {
+  it('long targets pipelined on connections nobody reads do not pile up log lines until the heap is gone', async () => {
+    // Every refused request writes an access line naming its path, and a target may be 8 KiB. The log is written
+    // asynchronously, in turns of the event loop that parsing the requests takes: lines are made faster than they
+    // leave, and wait in memory.
+    const { child, url } = await startGatewayLoggingToFile({ NODE_OPTIONS: '--max-old-space-size=128' });
+    const { port } = new URL(url);
+    const burst = `GET /v1/models/${'x'.repeat(8000)} HTTP/1.1\r\nhost: x\r\n\r\n`.repeat(100);
+    const sockets: Socket[] = [];
+    const alive = () => child.exitCode === null && child.signalCode === null;
+    const end = Date.now() + 25_000;
+    for (let i = 0; i < 20; i++) {
+      const s = connect(Number(port), '127.0.0.1');
+      s.on('error', () => undefined);
+      s.pause(); // the answers are never read
+      const write = () => {
+        while (Date.now() < end && alive()) if (!s.write(burst)) return void s.once('drain', write);
+      };
+      s.once('connect', write);
+      sockets.push(s);
+    }
+    while (Date.now() < end && alive()) await new Promise((r) => setTimeout(r, 250));
+    for (const s of sockets) s.destroy();
+    expect({ exitCode: child.exitCode, signalCode: child.signalCode }).toEqual({
+      exitCode: null,
+      signalCode: null,
+    });
+    const health = await exchange(url, rawRequest('GET', '/healthz'), 20_000);
+    expect(health.status).toBe(200);
+    child.kill('SIGKILL');
   }, 90_000);
 });
 
