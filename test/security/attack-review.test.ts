@@ -495,6 +495,37 @@ describe('exhaustion without a key', () => {
   }, 90_000);
 });
 
+describe('shutdown', () => {
+  it('a body that trickles in does not hold SIGTERM past the drain deadline', async () => {
+    const { proc } = await startGateway({ args: ['--drain-timeout', '2s'] });
+    const { port } = new URL(proc.url);
+    const s = connect(Number(port), '127.0.0.1');
+    s.on('error', () => undefined);
+    await new Promise((r) => s.once('connect', r));
+    // a byte every second: never idle long enough for the body-idle timeout, done only at the request timeout
+    s.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n` +
+        `authorization: Bearer ${CLIENT_KEY}\r\ncontent-length: 100000\r\n\r\n{`,
+    );
+    const trickle = setInterval(() => s.write(' '), 1000);
+    try {
+      await new Promise((r) => setTimeout(r, 1500));
+      proc.child.kill('SIGTERM');
+      const exited = await Promise.race([
+        proc.exited,
+        new Promise<'still running'>((r) => setTimeout(() => r('still running'), 20_000)),
+      ]);
+      expect(exited, 'the gateway was still running 20 s after SIGTERM with a 2 s drain').toEqual({
+        code: 0,
+        signal: null,
+      });
+    } finally {
+      clearInterval(trickle);
+      s.destroy();
+    }
+  }, 60_000);
+});
+
 describe('revocation', () => {
   it('emptying the keys file revokes every key', async () => {
     const { proc, keysFile } = await startGateway();
