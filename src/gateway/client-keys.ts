@@ -29,7 +29,7 @@ const ClientKeyEntry = z
   });
 // A list, or {keys: list}; chosen by shape so that errors point into the one the text meant
 const KeyList = z.array(ClientKeyEntry);
-const KeysObject = z.object({ keys: KeyList });
+const KeysObject = z.object({ keys: KeyList.nullable() });
 
 export interface ClientKey {
   name: string;
@@ -107,13 +107,16 @@ export function allows(key: ClientKey | undefined, model: string): boolean {
  */
 export function parseClientKeys(text: string, source = 'client keys'): ClientKeySet {
   const raw = parseJsonOrYaml(text, source);
+  // An empty document (an emptied file, only comments, `keys:` with nothing under it) lists no keys, and is read
+  // as it says: every key refused. Read as an edit that cannot be used, it would keep the old keys working.
+  if (raw === null || raw === undefined) return new ClientKeySet([]);
   const r = Array.isArray(raw) ? KeyList.safeParse(raw) : KeysObject.safeParse(raw);
   if (!r.success) {
     // zod's messages name the expected type or bound, not the value received
     const i = r.error.issues[0];
     throw new Error(`${source}: ${i ? `${i.path.join('.') || '(root)'}: ${i.message}` : 'invalid'}`);
   }
-  return new ClientKeySet(Array.isArray(r.data) ? r.data : r.data.keys);
+  return new ClientKeySet(Array.isArray(r.data) ? r.data : (r.data.keys ?? []));
 }
 
 /** Where the keys stand, for /readyz, metrics and logs. */

@@ -77,8 +77,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.controller?.resume();
   }
 
-  /** Up to `max` bytes of the body as text (an error body for a message); `cut` when there was more. */
-  async text(max: number): Promise<{ text: string; cut: boolean }> {
+  /** Up to `max` bytes of the body (an error body, for a message); `cut` when there was more. */
+  async bytes(max: number): Promise<{ bytes: Buffer; cut: boolean }> {
     const parts: Buffer[] = [];
     let n = 0;
     try {
@@ -91,8 +91,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     } catch {
       // what was read is enough for a message
     }
-    const all = Buffer.concat(parts);
-    return { text: all.subarray(0, max).toString('utf8'), cut: n >= max };
+    return { bytes: Buffer.concat(parts).subarray(0, max), cut: n >= max };
   }
 
   /** Discards the body; the connection is kept when the rest is at most `limit` bytes, else closed. */

@@ -62,7 +62,17 @@ export class FileFeed implements Feed<Buffer> {
   }
 
   async start(report: (r: Reading<Buffer>) => void): Promise<void> {
-    const read = async () => report(await this.read());
+    // Reads may finish out of order (each is several steps on libuv's thread pool): one that started before a
+    // reading already reported is older than it, and dropped, or a deleted file's keys would come back.
+    let started = 0;
+    let reported = 0;
+    const read = async () => {
+      const n = ++started;
+      const reading = await this.read();
+      if (n < reported) return;
+      reported = n;
+      report(reading);
+    };
     await read();
     this.stopWatching = watchFiles([this.path], () => void read(), this.pollMs);
   }

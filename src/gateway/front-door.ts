@@ -43,7 +43,8 @@ export interface FrontDoorOptions {
   clientKeys?: ClientKeysSource;
   /**
    * When set, the `Host` header must name one of these (or be an IP address), else 403: a web page that points
-   * its own name at the gateway's address (DNS rebinding) cannot read the answers. Standalone mode sets it.
+   * its own name at the gateway's address (DNS rebinding) cannot read the answers. A browser's `Origin` must
+   * then be the gateway's own (403 `cross_origin`): a page elsewhere cannot post to it. Standalone mode sets it.
    */
   allowedHosts?: readonly string[];
   log: FastifyBaseLogger;
@@ -106,6 +107,17 @@ export function frontDoor(o: FrontDoorOptions): (req: IncomingMessage, res: Serv
           code: 'draining',
           headers: { connection: 'close' },
         }),
+      );
+    if (hosts && !sameOrigin(req.headers.origin, req.headers.host))
+      return refuse(
+        req,
+        res,
+        target,
+        new GatewayError(
+          403,
+          'The request comes from a web page of another origin; the gateway serves only its own pages.',
+          { type: 'permission_error', code: 'cross_origin' },
+        ),
       );
     if (hosts && !hostAllowed(req.headers.host, hosts))
       return refuse(
@@ -205,6 +217,22 @@ export function notFound(method: string, target: RequestTarget): GatewayError {
 
 function truncatePath(p: string): string {
   return p.length > 200 ? `${p.slice(0, 200)}…` : p;
+}
+
+/**
+ * Whether a browser's `Origin` (absent on requests a browser did not make, and on its navigations) is the
+ * gateway's own. A page elsewhere can post a multipart form (or fetch in no-cors mode) without a preflight,
+ * which would drive the multipart endpoints of a gateway that needs no key; `Origin: null` (a sandboxed frame,
+ * a file) is another origin too.
+ */
+function sameOrigin(origin: string | undefined, host: string | undefined): boolean {
+  if (origin === undefined) return true;
+  if (!host) return false;
+  try {
+    return new URL(origin).host === new URL(`http://${host}`).host;
+  } catch {
+    return false;
+  }
 }
 
 /** The Host header's name (no port, no brackets), lower-cased; undefined when absent or malformed. */

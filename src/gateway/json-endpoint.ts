@@ -73,9 +73,10 @@ export function candidatesFor(
   clientKey: ClientKey | undefined,
   model: string,
 ): Candidate[] {
-  const routes = requireTable(table).routes;
-  const candidates = allows(clientKey, model) ? routes.get(model) : undefined;
-  if (!candidates) throw errors.modelNotFound(model);
+  // The table first: a scope is a glob (a regex that backtracks), and only IDs from the table are matched
+  // against it, never a name of any length from the body.
+  const candidates = requireTable(table).routes.get(model);
+  if (!candidates || !allows(clientKey, model)) throw errors.modelNotFound(model);
   return candidates;
 }
 
@@ -99,10 +100,18 @@ function prepare(
     throw errors.badJson('the body must be a JSON object');
   const body = parsed as Record<string, unknown>;
   // A repeated name (`"model"` twice, or once escaped as `"mod\u0065l"`) is read as the last one here and as the
-  // first one by some upstreams: the model authorised would not be the model served.
+  // first one by some upstreams: the model authorised would not be the model served. Go's encoding/json (Ollama,
+  // LocalAI, Go proxies) also takes a name that differs only in case (Unicode simple folding) for the field:
+  // `"Model"` after `"model"` is the model it serves. So names are compared folded too.
+  const folded = new Set<string>();
   let names = 0;
-  for (const _ in body) names++;
+  for (const name in body) {
+    names++;
+    folded.add(name.toUpperCase().toLowerCase());
+  }
   if (names !== members) throw errors.badJson('the body repeats a field name');
+  if (folded.size !== names)
+    throw errors.badJson('the body repeats a field name in another case (some upstreams read them as one)');
   const model = body.model;
   if (typeof model !== 'string' || model === '') throw errors.missingModel();
   const candidates = candidatesFor(table, ctx.clientKey, model);

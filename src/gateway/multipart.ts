@@ -191,12 +191,24 @@ const TCHAR = (() => {
   return t;
 })();
 
+/** Without leading and trailing spaces and tabs; a loop, because `/[ \t]+$/` is quadratic over a run of spaces. */
+function trimSpaceTab(s: string): string {
+  let start = 0;
+  let end = s.length;
+  while (start < end && (s[start] === ' ' || s[start] === '\t')) start++;
+  while (end > start && (s[end - 1] === ' ' || s[end - 1] === '\t')) end--;
+  return s.slice(start, end);
+}
+
 /** A field name a lenient application could take for `model`: case, surrounding space, backslashes, `[...]`. */
 const nearModel = (name: string) =>
   name.replace(/\\/g, '').replace(/\[.*$/s, '').trim().toLowerCase() === 'model';
 
-/** `name=` anywhere in a Content-Disposition, as a regex-based parser (formidable) finds it, with its value. */
-const NAME_MENTION = /(?<![A-Za-z0-9_])name\s*\*?\s*=\s*(?:"([^"]*)|([^\s;"]*))/gi;
+/**
+ * `name=` anywhere in a Content-Disposition, as a regex-based parser (formidable) finds it, with its value. No
+ * two quantifiers may take the same spaces (`\s*\*?\s*` backtracks quadratically over a run of spaces).
+ */
+const NAME_MENTION = /(?<![A-Za-z0-9_])name\s*(?:\*\s*)?=\s*(?:"([^"]*)|([^\s;"]*))/gi;
 
 interface PartInfo {
   isModel: boolean;
@@ -224,7 +236,7 @@ function checkPartHeaders(block: Buffer, part: number, seenModel: boolean): Part
     const colon = line.indexOf(':');
     const name = colon > 0 ? line.slice(0, colon) : '';
     if (!TOKEN.test(name)) throw fail('it has a header line that is not "Name: value"');
-    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
+    const value = trimSpaceTab(line.slice(colon + 1));
     if (name.toLowerCase() === 'content-disposition') {
       if (disposition !== undefined) throw fail('it has more than one Content-Disposition header');
       disposition = value;

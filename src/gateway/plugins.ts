@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { publicConnections } from '../snapshot/public-view.ts';
 import { allows, type ClientKey, type ClientKeysSource } from './client-keys.ts';
-import { errors } from './errors.ts';
+import { errors, GatewayError } from './errors.ts';
 import { contextOf, notFound } from './front-door.ts';
 import { requireTable } from './json-endpoint.ts';
 import type { GatewayMetrics } from './metrics.ts';
@@ -54,9 +54,18 @@ export async function healthPlugin(app: FastifyInstance, s: GatewayState): Promi
   });
 }
 
-/** `/metrics` on the API port (a client key needed when keys are configured; the metrics listener has none). */
+/**
+ * `/metrics` on the API port (a client key needed when keys are configured; the metrics listener has none). Its
+ * labels name every model and connection, so a key limited to some models may not read it (403).
+ */
 export async function metricsPlugin(app: FastifyInstance, s: GatewayState): Promise<void> {
-  app.get('/metrics', async (_request, reply) => {
+  app.get('/metrics', async (request, reply) => {
+    if (keyOf(request)?.models)
+      throw new GatewayError(
+        403,
+        'A key limited to some models cannot read /metrics, which names every model; use a key without models, or the metrics listener (--metrics-listen).',
+        { type: 'permission_error', code: 'scoped_key' },
+      );
     reply.header('content-type', s.metrics.registry.contentType);
     return s.metrics.registry.metrics();
   });
@@ -88,8 +97,9 @@ export async function modelsPlugin(app: FastifyInstance, s: GatewayState): Promi
   app.get('/v1/models/{model}', async (request) => {
     const t = requireTable(s.table());
     const id = contextOf(request.raw)?.param ?? '';
-    const entry = allows(keyOf(request), id) ? t.models.find((m) => m.id === id) : undefined;
-    if (!entry) throw errors.modelNotFound(id);
+    // The table first: only IDs from it are matched against the key's scope (a backtracking glob).
+    const entry = t.models.find((m) => m.id === id);
+    if (!entry || !allows(keyOf(request), id)) throw errors.modelNotFound(id);
     return entry;
   });
   app.get('/api/connections', async (request) => {

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
+import zlib from 'node:zlib';
 import { isBlockedAddressError } from '../net/address-policy.ts';
 import { classifyNetworkError, errorCode } from '../net/errors.ts';
 import { SecretScrubber, upstreamErrorMessage } from '../providers/upstream-errors.ts';
@@ -138,9 +139,52 @@ function rewriterFor(c: Candidate): ModelRewriter | undefined {
 async function scrubbedText(r: Exchange, c: Candidate, max: number): Promise<string> {
   const scrubber = scrubberOf(c.connection);
   const reach = scrubber ? scrubber.longest * 6 : 0; // a form written entirely in \u escapes is 6x longer
-  const { text, cut } = await r.text(max + reach);
+  const read = await r.bytes(max + reach);
+  const { text, cut } = errorText(r.headers['content-encoding'], read.bytes, read.cut, max + reach);
   const clean = scrubber ? scrubber.scrub(text, cut) : text;
   return clean.length > max ? clean.slice(0, max) : clean;
+}
+
+/** Largest decoded error body: one that expands further (a compression bomb) is not read. */
+const DECODED_MAX = 1024 * 1024;
+
+/**
+ * An error body as text, at most `max` bytes of it. An upstream may compress it although the gateway asks for
+ * `identity`: it is decoded first (gzip, deflate, br), so that the scrubber reads what the client would, and
+ * the client gets it decoded; a body that cannot be decoded is not passed on.
+ */
+function errorText(
+  encoding: string | string[] | undefined,
+  body: Buffer,
+  cut: boolean,
+  max: number,
+): { text: string; cut: boolean } {
+  const enc = String(encoding ?? '')
+    .trim()
+    .toLowerCase();
+  let bytes = body;
+  if (enc !== '' && enc !== 'identity') {
+    // what arrived may be a prefix of the stream (the read stops at max): decode what it holds
+    const zopts = { maxOutputLength: DECODED_MAX, finishFlush: zlib.constants.Z_SYNC_FLUSH };
+    try {
+      if (enc === 'gzip' || enc === 'x-gzip') bytes = zlib.gunzipSync(body, zopts);
+      else if (enc === 'deflate') {
+        try {
+          bytes = zlib.inflateSync(body, zopts);
+        } catch {
+          bytes = zlib.inflateRawSync(body, zopts); // deflate without its zlib wrapper, as some servers send it
+        }
+      } else if (enc === 'br')
+        bytes = zlib.brotliDecompressSync(body, {
+          maxOutputLength: DECODED_MAX,
+          finishFlush: zlib.constants.BROTLI_OPERATION_FLUSH,
+        });
+      else return { text: '', cut: false };
+    } catch {
+      return { text: '', cut: false };
+    }
+  }
+  return { text: bytes.subarray(0, max).toString('utf8'), cut: cut || bytes.length > max };
 }
 
 /**
@@ -273,7 +317,10 @@ class ProxyRun {
             continue;
           }
           if (r.statusCode >= 500) {
-            const msg = upstreamErrorMessage(await scrubbedText(r, cand, 16 * 1024));
+            const said = upstreamErrorMessage(await scrubbedText(r, cand, 16 * 1024));
+            // Reading the JSON undoes escapes the scrubber leaves in place (`\u0000`): what it said is scrubbed again.
+            const scrubber = scrubberOf(cand.connection);
+            const msg = said && scrubber ? scrubber.scrub(said) : said;
             this.releaseAttempt();
             this.chosen = cand;
             lastError = new GatewayError(
@@ -350,6 +397,7 @@ class ProxyRun {
       const text = await scrubbedText(response, cand, ERROR_BODY_MAX);
       this.releaseAttempt();
       const headers = responseHeaders(response.headers, ctx.id, false, scrubber);
+      delete headers['content-encoding']; // the text is decoded (errorText)
       headers['content-length'] = String(Buffer.byteLength(text));
       res.writeHead(this.status, headers);
       res.end(text);

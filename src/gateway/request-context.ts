@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyBaseLogger } from 'fastify';
 import type { ClientKey } from './client-keys.ts';
-import type { GatewayError } from './errors.ts';
+import { type GatewayError, truncate } from './errors.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import type { RequestTarget } from './request-target.ts';
 import type { Route } from './routes.ts';
@@ -74,6 +74,13 @@ export function respondWithError(ctx: RequestContext, err: GatewayError): void {
   accessLine(ctx, err.status);
 }
 
+/**
+ * Longest path an access line quotes. A target may be 8 KiB, and a client that pipelines requests without
+ * reading the answers makes lines faster than stdout takes them: the log's buffer, not the request, would hold
+ * the bytes.
+ */
+const MAX_LOGGED_PATH = 256;
+
 /** The one access line of a request (the proxy adds connection, model, tokens through `extra`). */
 export function accessLine(ctx: RequestContext, status: number, extra?: Record<string, unknown>): void {
   if (ctx.logged) return;
@@ -82,7 +89,7 @@ export function accessLine(ctx: RequestContext, status: number, extra?: Record<s
   ctx.log[quiet ? 'debug' : 'info'](
     {
       method: ctx.req.method,
-      path: ctx.target.path,
+      path: truncate(ctx.target.path, MAX_LOGGED_PATH),
       ...(ctx.route ? { route: ctx.route.path } : {}),
       status,
       ms: Math.round(performance.now() - ctx.started),

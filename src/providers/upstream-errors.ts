@@ -27,12 +27,16 @@ const MIN_FORM = 8;
 /**
  * The spellings in which an upstream may echo a secret: as it is, in lower and upper case, percent-encoded,
  * hex, and base64/base64url at each of the three alignments it can have inside a longer encoded string (an
- * echoed `Authorization: Bearer <key>` header encoded whole puts the key at offset 7). JSON `\u` escapes are
- * undone before matching (see SecretScrubber.scrub), so they need no forms of their own.
+ * echoed `Authorization: Bearer <key>` header encoded whole puts the key at offset 7), and in UTF-16 (a NUL
+ * between characters, in either byte order, as the bytes read as UTF-8 show it; also with the NULs written as
+ * JSON's `\u0000`). JSON `\u` escapes of printable characters are undone before matching (see
+ * SecretScrubber.scrub), so they need no forms of their own.
  */
 export function secretForms(secret: string): string[] {
   const forms = new Set<string>([secret, secret.toLowerCase(), secret.toUpperCase()]);
   forms.add(encodeURIComponent(secret));
+  forms.add([...secret].join('\0'));
+  forms.add([...secret].join('\\u0000'));
   const bytes = Buffer.from(secret, 'utf8');
   forms.add(bytes.toString('hex'));
   for (let shift = 0; shift < 3; shift++) {
