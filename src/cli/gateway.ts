@@ -87,12 +87,20 @@ export async function runGateway(args: string[]): Promise<number> {
     const { loadKubeAuth } = await import('../kube/auth.ts');
     const ref = parseSecretRef(values['client-keys-secret']);
     clientKeys = new SecretClientKeys(await loadKubeAuth(), ref.namespace, ref.name);
-  } else if (process.env.PLUGBOARD_CLIENT_KEYS)
+  } else if (process.env.PLUGBOARD_CLIENT_KEYS !== undefined)
+    // set, even to nothing, means keys are wanted: an empty list refuses every request rather than none
     clientKeys = new StaticClientKeys(process.env.PLUGBOARD_CLIENT_KEYS, 'PLUGBOARD_CLIENT_KEYS');
 
   // Buffered, asynchronous log writes: one write per 8 KiB (sonic-boom needs less than its 16 KiB maxWrite)
   // instead of one per access line, and at least every 250 ms, so a quiet gateway's lines still show up at once.
-  const logDestination = pino.destination({ dest: 1, sync: false, minLength: 8 * 1024 });
+  // At most 4 MiB wait: when lines come faster than they leave (a flood of refused requests), the excess is
+  // dropped and counted (plugboard_gateway_log_lines_dropped_total) rather than kept until the heap is gone.
+  const logDestination = pino.destination({
+    dest: 1,
+    sync: false,
+    minLength: 8 * 1024,
+    maxLength: 4 * 1024 * 1024,
+  });
   const logFlusher = setInterval(() => {
     try {
       logDestination.flush();
@@ -111,6 +119,7 @@ export async function runGateway(args: string[]): Promise<number> {
     logger: { level: values['log-level'] as string, stream: logDestination },
     ...serverOptions(values),
   });
+  logDestination.on('drop', () => gateway.metrics.logLinesDropped.inc());
   gateway.app.log.info({ addressPolicy: policy.describe() }, 'upstream address policy');
   const { host, port } = parseListen(values.listen as string);
   const url = await gateway.listen(host, port);

@@ -226,7 +226,8 @@ function connectionMetrics(gateway: Gateway) {
 /** Parses the flags shared by `standalone` and `start`. */
 export function clientKeysFrom(file: string | undefined): ClientKeysSource | undefined {
   if (file) return new FileClientKeys(file);
-  if (process.env.PLUGBOARD_CLIENT_KEYS)
+  // Set, even to nothing, means keys are wanted: an empty list refuses every request rather than none.
+  if (process.env.PLUGBOARD_CLIENT_KEYS !== undefined)
     return new StaticClientKeys(process.env.PLUGBOARD_CLIENT_KEYS, 'PLUGBOARD_CLIENT_KEYS');
   return undefined;
 }

@@ -93,7 +93,7 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
   const balancer = new Balancer(opts.health);
   const pools = new Pools({ ca: opts.upstreamCa });
   const active = new InFlightRequests();
-  const budget = new BodyBudget(opts.bodyBudget);
+  const budget = new BodyBudget(opts.bodyBudget, Math.max(maxJsonBody, maxMultipartBody));
   const bodyIdleMs = opts.bodyIdleTimeoutMs ?? 30_000;
   let table: RouteTable | undefined;
   const deps: JsonEndpointDeps = { balancer, pools, metrics, active, table: () => table };

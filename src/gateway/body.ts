@@ -11,24 +11,37 @@ import { type RequestContext, respondWithError } from './request-context.ts';
  */
 export class BodyBudget {
   readonly limit: number;
+  /**
+   * What one client (a client key, or an address where keys are not used) may hold: a quarter of the budget, or
+   * the largest body allowed if that is more. Slow bodies from one client cannot take every other client's share.
+   */
+  readonly share: number;
   private used = 0;
+  private readonly byOwner = new Map<string, number>();
 
-  constructor(limit = defaultBudget()) {
+  constructor(limit = defaultBudget(), largestBody = 0) {
     this.limit = limit;
+    this.share = Math.max(Math.floor(limit / 4), largestBody);
   }
 
   get inUse(): number {
     return this.used;
   }
 
-  take(n: number): boolean {
-    if (this.used + n > this.limit) return false;
+  take(n: number, owner: string): boolean {
+    const mine = this.byOwner.get(owner) ?? 0;
+    if (this.used + n > this.limit || mine + n > this.share) return false;
     this.used += n;
+    this.byOwner.set(owner, mine + n);
     return true;
   }
 
-  give(n: number): void {
+  give(n: number, owner: string): void {
+    if (n <= 0) return;
     this.used = Math.max(0, this.used - n);
+    const left = (this.byOwner.get(owner) ?? 0) - n;
+    if (left > 0) this.byOwner.set(owner, left);
+    else this.byOwner.delete(owner);
   }
 }
 
@@ -45,12 +58,7 @@ export interface BodyLimits {
   budget: BodyBudget;
 }
 
-const busy = () =>
-  new GatewayError(503, 'The gateway is holding as many request bodies as it may; retry shortly.', {
-    type: 'server_error',
-    code: 'server_busy',
-    headers: { 'retry-after': '1' },
-  });
+const busy = errors.busy;
 
 const stalled = () =>
   new GatewayError(408, 'The request body stopped arriving; send it without long pauses.', {
@@ -63,6 +71,8 @@ const stalled = () =>
  */
 export class BodyGuard {
   private readonly limits: BodyLimits;
+  /** Whose share of the budget the body counts against. */
+  private readonly owner: string;
   private held = 0;
   private size = 0;
   private readonly idle: NodeJS.Timeout;
@@ -73,15 +83,16 @@ export class BodyGuard {
    */
   constructor(ctx: RequestContext, limits: BodyLimits, onStall: (err: GatewayError) => void) {
     this.limits = limits;
+    this.owner = ctx.clientKey ? `key:${ctx.clientKey.name}` : `addr:${ctx.req.socket.remoteAddress ?? ''}`;
     ctx.release = () => {
       this.stop();
-      limits.budget.give(this.held);
+      limits.budget.give(this.held, this.owner);
       this.held = 0;
     };
     const declared = Number(ctx.req.headers['content-length']);
     if (declared > limits.max) throw errors.tooLarge(limits.max);
     if (declared > 0) {
-      if (!limits.budget.take(declared)) throw busy();
+      if (!limits.budget.take(declared, this.owner)) throw busy();
       this.held = declared;
     }
     this.idle = setTimeout(() => onStall(stalled()), limits.idleMs);
@@ -93,9 +104,17 @@ export class BodyGuard {
     this.size += length;
     if (this.size > this.limits.max) throw errors.tooLarge(this.limits.max);
     if (this.size > this.held) {
-      if (!this.limits.budget.take(this.size - this.held)) throw busy();
+      if (!this.limits.budget.take(this.size - this.held, this.owner)) throw busy();
       this.held = this.size;
     }
+  }
+
+  /** Counts `bytes` more against the budget (what parsing the body will take); false when over it. */
+  reserve(bytes: number): boolean {
+    if (bytes <= 0) return true;
+    if (!this.limits.budget.take(bytes, this.owner)) return false;
+    this.held += bytes;
+    return true;
   }
 
   /** The body is complete (or abandoned): no more pauses to watch. */
@@ -108,7 +127,11 @@ export class BodyGuard {
  * Reads a whole request body within the limits and calls `done` with it; on a limit it answers the error itself
  * (413, 408, 503), closing the connection so an unread rest is not drained.
  */
-export function readBody(ctx: RequestContext, limits: BodyLimits, done: (body: Buffer) => void): void {
+export function readBody(
+  ctx: RequestContext,
+  limits: BodyLimits,
+  done: (body: Buffer, guard: BodyGuard) => void,
+): void {
   const { req } = ctx;
   const chunks: Buffer[] = [];
   let size = 0;
@@ -148,7 +171,7 @@ export function readBody(ctx: RequestContext, limits: BodyLimits, done: (body: B
     if (finished) return;
     finished = true;
     guard.stop();
-    done(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+    done(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size), guard);
   });
 }
 

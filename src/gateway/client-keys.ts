@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { z } from 'zod';
-import { globToRegExp } from '../api/glob.ts';
+import { type ModelPattern, modelPattern } from '../api/glob.ts';
 import type { KubeAuth } from '../kube/auth.ts';
 import { errors, GatewayError } from './errors.ts';
 import { bytesIdentity, FileFeed } from './file-feed.ts';
@@ -34,7 +34,7 @@ const KeysObject = z.object({ keys: KeyList.nullable() });
 export interface ClientKey {
   name: string;
   /** Undefined: every model. */
-  models?: RegExp[];
+  models?: ModelPattern[];
 }
 
 interface Stored extends ClientKey {
@@ -60,7 +60,7 @@ export class ClientKeySet {
     this.keys = entries.map((e) => ({
       name: e.name,
       digest: e.key !== undefined ? sha256(e.key) : Buffer.from(e.sha256 as string, 'hex'),
-      ...(e.models ? { models: e.models.map(globToRegExp) } : {}),
+      ...(e.models ? { models: e.models.map((p) => modelPattern(p)) } : {}),
     }));
   }
 
@@ -98,7 +98,7 @@ export function authenticateClient(source: ClientKeysSource, authorization: stri
 
 export function allows(key: ClientKey | undefined, model: string): boolean {
   if (!key?.models) return true;
-  return key.models.some((re) => re.test(model));
+  return key.models.some((p) => p.matches(model));
 }
 
 /**

@@ -79,6 +79,12 @@ export const errors = {
     }),
   notFound: (path: string) =>
     new GatewayError(404, `Unknown path ${truncate(path, 200)}.`, { code: 'unknown_url' }),
+  busy: () =>
+    new GatewayError(503, 'The gateway is holding as many request bodies as it may; retry shortly.', {
+      type: 'server_error',
+      code: 'server_busy',
+      headers: { 'retry-after': '1' },
+    }),
   unavailable: (message: string) =>
     new GatewayError(503, message, { type: 'server_error', code: 'unavailable' }),
 };

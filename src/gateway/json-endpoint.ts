@@ -16,6 +16,13 @@ const USAGE_STREAMING: ReadonlySet<Endpoint> = new Set(['chat/completions', 'com
  */
 export const MAX_JSON_DEPTH = 128;
 
+/**
+ * Most arrays and objects accepted in a JSON body. A long conversation, a batch of token arrays or a few hundred
+ * tools stay in the thousands; 8 MiB of `{},` would make 2.7 million objects, about 175 MB of heap, from one
+ * request.
+ */
+export const MAX_JSON_CONTAINERS = 100_000;
+
 export interface JsonEndpointDeps extends ProxyDeps {
   /** The routing table in use (undefined until a snapshot is loaded). */
   table(): RouteTable | undefined;
@@ -34,8 +41,24 @@ export function jsonHandler(deps: JsonEndpointDeps, limits: BodyLimits): (ctx: R
     const ctype = ctx.req.headers['content-type'];
     // A web page can send text/plain or a form to any address without asking (no CORS preflight); JSON it cannot.
     if (!ctype || !JSON_TYPE.test(ctype)) return refuse(ctx, errors.unsupportedMediaType('application/json'));
-    readBody(ctx, limits, (body) => {
-      serveJson(deps, ctx, ctx.route?.endpoint as Endpoint, body).catch((err: unknown) => {
+    readBody(ctx, limits, (body, guard) => {
+      // Before anything parses it: the depth, the number of containers, and the heap parsing will take.
+      const shape = jsonShape(body, MAX_JSON_DEPTH);
+      if (shape.tooDeep)
+        return respondWithError(
+          ctx,
+          errors.badJson(`arrays and objects are nested more than ${MAX_JSON_DEPTH} levels deep`),
+        );
+      if (shape.containers > MAX_JSON_CONTAINERS)
+        return respondWithError(
+          ctx,
+          errors.badJson(
+            `the body has more than ${MAX_JSON_CONTAINERS.toLocaleString('en')} arrays and objects`,
+          ),
+        );
+      if (!guard.reserve(parsedHeapEstimate(body.length, shape) - body.length))
+        return respondWithError(ctx, errors.busy());
+      serveJson(deps, ctx, ctx.route?.endpoint as Endpoint, body, shape).catch((err: unknown) => {
         ctx.log.error({ err }, 'request failed');
         respondWithError(ctx, new GatewayError(500, 'Internal gateway error.', { type: 'server_error' }));
       });
@@ -48,11 +71,12 @@ export async function serveJson(
   deps: JsonEndpointDeps,
   ctx: RequestContext,
   endpoint: Endpoint,
-  raw: Buffer | undefined,
+  raw: Buffer,
+  shape: JsonShape,
 ): Promise<void> {
   let call: ProxyCall;
   try {
-    call = prepare(deps.table(), ctx, endpoint, raw);
+    call = prepare(deps.table(), ctx, endpoint, raw, shape);
   } catch (err) {
     if (!(err instanceof GatewayError)) throw err;
     respondWithError(ctx, err);
@@ -85,11 +109,10 @@ function prepare(
   ctx: RequestContext,
   endpoint: Endpoint,
   raw: Buffer | undefined,
+  shape: JsonShape,
 ): ProxyCall {
   if (!raw || raw.length === 0) throw errors.badJson('the body is empty');
-  const members = jsonShape(raw, MAX_JSON_DEPTH);
-  if (members < 0)
-    throw errors.badJson(`arrays and objects are nested more than ${MAX_JSON_DEPTH} levels deep`);
+  const { members } = shape;
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw.toString('utf8'));
@@ -174,15 +197,28 @@ function upstreamBody(
   return Buffer.from(JSON.stringify(out), 'utf8');
 }
 
+/** What one pass over JSON text finds, before anything parses it (jsonShape). */
+export interface JsonShape {
+  /** Arrays and objects nest deeper than the limit (the pass stopped there). */
+  tooDeep: boolean;
+  /** Members of the top-level object as written: more than the parsed object has means a repeated name. */
+  members: number;
+  /** Arrays and objects: what parsing costs beyond the bytes (each is tens of bytes of heap). */
+  containers: number;
+  /** Bytes inside strings (a parsed string takes about its length; numbers and punctuation take more). */
+  stringBytes: number;
+}
+
 /**
- * One pass over JSON text, cheaper than parsing (a few microseconds for a typical request): -1 when arrays and
- * objects nest deeper than `max`, else how many members the top-level object has as written (brackets and
- * commas inside strings do not count). More members than the parsed object has means a repeated name.
+ * One pass over JSON text, cheaper than parsing (a few microseconds for a typical request): brackets and commas
+ * inside strings do not count.
  */
-export function jsonShape(raw: Buffer, max: number): number {
+export function jsonShape(raw: Buffer, maxDepth: number): JsonShape {
   let depth = 0;
   let expectName = false;
   let members = 0;
+  let containers = 0;
+  let stringBytes = 0;
   for (let i = 0; i < raw.length; i++) {
     const c = raw[i] as number;
     if (c === 0x22) {
@@ -193,17 +229,29 @@ export function jsonShape(raw: Buffer, max: number): number {
       // Jump to the closing quote: one that is not escaped (preceded by an even number of backslashes).
       for (;;) {
         const q = raw.indexOf(0x22, i + 1);
-        if (q < 0) return members; // unterminated: JSON.parse will say so
+        if (q < 0) return { tooDeep: false, members, containers, stringBytes }; // unterminated: JSON.parse says so
         let slashes = 0;
         while (raw[q - 1 - slashes] === 0x5c) slashes++;
+        stringBytes += q - i;
         i = q;
         if (slashes % 2 === 0) break;
       }
     } else if (c === 0x7b || c === 0x5b) {
-      if (++depth > max) return -1;
+      containers++;
+      if (++depth > maxDepth) return { tooDeep: true, members, containers, stringBytes };
       if (depth === 1 && c === 0x7b) expectName = true;
     } else if (c === 0x7d || c === 0x5d) depth--;
     else if (c === 0x2c && depth === 1) expectName = true;
   }
-  return members;
+  return { tooDeep: false, members, containers, stringBytes };
+}
+
+/**
+ * An upper bound of the heap a parsed body takes, measured on V8: an empty object is 64 bytes, an array 32 plus
+ * its elements, a small integer in an array 4 bytes for its 2 bytes of text, a string about its length (plus a
+ * header, counted with the punctuation around it). Counted against the body budget next to the bytes, since the
+ * parsed body lives as long as the request.
+ */
+export function parsedHeapEstimate(bytes: number, shape: JsonShape): number {
+  return shape.stringBytes + (bytes - shape.stringBytes) * 4 + shape.containers * 64;
 }

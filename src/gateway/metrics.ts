@@ -40,6 +40,7 @@ export class GatewayMetrics {
   readonly snapshotErrors: Counter;
   readonly snapshotOk: Gauge;
   readonly clientKeys: Gauge;
+  readonly logLinesDropped: Counter;
   readonly clientKeysState: Gauge<'state'>;
   // prom-client validates and hashes the label set on every inc(); on the proxy's path these are plain additions,
   // handed to prom-client when it is scraped. Keyed by label values, so bounded by the snapshot like the series.
@@ -132,6 +133,11 @@ export class GatewayMetrics {
     this.snapshotOk = new Gauge({
       name: 'plugboard_gateway_snapshot_ok',
       help: '1 when the last snapshot load succeeded, 0 when the last attempt failed.',
+      registers,
+    });
+    this.logLinesDropped = new Counter({
+      name: 'plugboard_gateway_log_lines_dropped_total',
+      help: 'Log lines dropped because they came faster than the log could be written (at most 4 MiB wait).',
       registers,
     });
     this.clientKeys = new Gauge({

@@ -63,11 +63,23 @@ export class SecretScrubber {
   /** The shortest form: shorter text cannot hold the secret (unescaping only shortens). */
   private readonly shortest: number;
   private readonly mask: string;
+  /**
+   * Every run of GRAM characters of the secret: a piece that long is the secret's even when the rest was cut off
+   * or changed (an upstream that echoes the key without its last characters still gives most of it away).
+   */
+  private readonly grams: readonly string[];
 
   constructor(secret: string, mask = '***') {
     this.forms = secret.length >= 4 ? secretForms(secret) : [];
+    const grams = new Set<string>();
+    if (secret.length >= 2 * GRAM)
+      for (let i = 0; i + GRAM <= secret.length; i++) grams.add(secret.slice(i, i + GRAM));
+    this.grams = [...grams];
     this.longest = this.forms.reduce((n, f) => Math.max(n, f.length), 0);
-    this.shortest = this.forms.reduce((n, f) => Math.min(n, f.length), Number.POSITIVE_INFINITY);
+    this.shortest = Math.min(
+      this.forms.reduce((n, f) => Math.min(n, f.length), Number.POSITIVE_INFINITY),
+      this.grams.length > 0 ? GRAM : Number.POSITIVE_INFINITY,
+    );
     this.mask = mask;
   }
 
@@ -75,7 +87,7 @@ export class SecretScrubber {
   finds(text: string): boolean {
     if (this.forms.length === 0 || text.length < this.shortest) return false;
     const t = unescapeJsonAscii(text);
-    return this.forms.some((f) => t.includes(f));
+    return this.forms.some((f) => t.includes(f)) || this.grams.some((g) => t.includes(g));
   }
 
   /**
@@ -97,10 +109,34 @@ export class SecretScrubber {
         }
       }
     }
+    out = this.maskPieces(out);
     // Nothing found: the text as it came, escapes and all.
     return out === unescaped ? text : out;
   }
+
+  /** Masks every stretch of text made of pieces of the secret GRAM characters long. */
+  private maskPieces(text: string): string {
+    if (this.grams.length === 0 || text.length < GRAM) return text;
+    const ranges: [number, number][] = [];
+    for (const g of this.grams) {
+      for (let i = text.indexOf(g); i >= 0; i = text.indexOf(g, i + 1)) ranges.push([i, i + GRAM]);
+    }
+    if (ranges.length === 0) return text;
+    ranges.sort((a, b) => a[0] - b[0]);
+    let out = '';
+    let at = 0;
+    for (const [from, to] of ranges) {
+      if (to <= at) continue;
+      out += text.slice(at, Math.max(at, from));
+      if (from >= at) out += this.mask;
+      at = to;
+    }
+    return out + text.slice(at);
+  }
 }
+
+/** How long a piece of a secret must be to count as the secret (SecretScrubber's `grams`). */
+const GRAM = 12;
 
 /**
  * Undoes JSON's optional escapes of printable ASCII (`\u0073k-...`, `\/`), which a JSON writer may use for any

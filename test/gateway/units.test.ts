@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { BodyBudget } from '../../src/gateway/body.ts';
 import { parseClientKeys } from '../../src/gateway/client-keys.ts';
 import { type InFlightHandle, InFlightRequests } from '../../src/gateway/in-flight.ts';
 import { jsonShape } from '../../src/gateway/json-endpoint.ts';
@@ -280,6 +281,10 @@ describe('ModelRewriter', () => {
 });
 
 describe('jsonShape', () => {
+  const containersOf = (v: unknown): number =>
+    v !== null && typeof v === 'object'
+      ? 1 + Object.values(v as Record<string, unknown>).reduce<number>((n, x) => n + containersOf(x), 0)
+      : 0;
   const depthOf = (v: unknown): number =>
     v !== null && typeof v === 'object'
       ? 1 + Math.max(0, ...Object.values(v as Record<string, unknown>).map(depthOf))
@@ -290,15 +295,39 @@ describe('jsonShape', () => {
       fc.property(fc.dictionary(fc.string(), fc.jsonValue()), fc.boolean(), (value, spaced) => {
         const text = JSON.stringify(value, null, spaced ? 1 : undefined);
         const depth = depthOf(value) || 1;
-        expect(jsonShape(Buffer.from(text), depth)).toBe(Object.keys(value).length);
-        if (depth > 1) expect(jsonShape(Buffer.from(text), depth - 1)).toBe(-1);
+        const shape = jsonShape(Buffer.from(text), depth);
+        expect(shape).toMatchObject({ tooDeep: false, members: Object.keys(value).length });
+        expect(shape.containers).toBe(containersOf(value));
+        if (depth > 1) expect(jsonShape(Buffer.from(text), depth - 1).tooDeep).toBe(true);
       }),
       propertyRun('jsonShape', 1000),
     );
   });
 
   it('sees a repeated name, also when one is escaped', () => {
-    expect(jsonShape(Buffer.from('{"model":"a","mod\\u0065l":"b"}'), 8)).toBe(2);
-    expect(jsonShape(Buffer.from('{"a":"x\\\\","b":"y\\"z","c":[{"d":1,"e":2}]}'), 8)).toBe(3);
+    expect(jsonShape(Buffer.from('{"model":"a","mod\\u0065l":"b"}'), 8).members).toBe(2);
+    expect(jsonShape(Buffer.from('{"a":"x\\\\","b":"y\\"z","c":[{"d":1,"e":2}]}'), 8)).toMatchObject({
+      tooDeep: false,
+      members: 3,
+      containers: 3,
+    });
+  });
+});
+
+describe('BodyBudget', () => {
+  it('gives each client a share, so one client cannot hold every body the gateway may hold', () => {
+    const budget = new BodyBudget(100, 10); // share: a quarter, 25
+    expect(budget.share).toBe(25);
+    expect(budget.take(20, 'key:a')).toBe(true);
+    expect(budget.take(10, 'key:a')).toBe(false);
+    expect(budget.take(20, 'key:b')).toBe(true);
+    expect(budget.take(20, 'key:c')).toBe(true);
+    expect(budget.take(20, 'key:d')).toBe(true);
+    expect(budget.take(25, 'key:e')).toBe(false); // the whole budget is held
+    budget.give(20, 'key:a');
+    expect(budget.take(25, 'key:a')).toBe(true);
+    expect(budget.inUse).toBe(85);
+    // a body larger than a quarter is still possible when the largest allowed body says so
+    expect(new BodyBudget(100, 60).share).toBe(60);
   });
 });

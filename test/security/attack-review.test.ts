@@ -551,3 +551,20 @@ describe('revocation', () => {
     await proc.stop();
   }, 60_000);
 });
+
+describe('configuration that asks for keys and names none', () => {
+  it('PLUGBOARD_CLIENT_KEYS set to nothing refuses every request instead of serving without keys', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'snapshot.json');
+    writeFileSync(file, JSON.stringify(snapshotFor(up)));
+    const proc = await spawnPlugboard('gateway', ['--config-file', file], {
+      env: { PLUGBOARD_CLIENT_KEYS: '' },
+    });
+    procs.push(proc);
+    const r = await exchange(proc.url, rawRequest('GET', '/v1/models'));
+    expect(r.status).toBe(401);
+    const again = await exchange(proc.url, rawRequest('GET', '/v1/models', bearer(CLIENT_KEY)));
+    expect(again.status).toBe(401);
+    await proc.stop();
+  }, 60_000);
+});

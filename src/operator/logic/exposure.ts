@@ -1,4 +1,4 @@
-import { globToRegExp, isGlob } from '../../api/glob.ts';
+import { isGlob, modelPattern } from '../../api/glob.ts';
 import type { ProviderType } from '../../api/provider-connection.ts';
 import type { DiscoveredModel } from '../verification/verify.ts';
 
@@ -63,10 +63,10 @@ export function computeExposure(
         } else missing.push(pattern);
         continue;
       }
-      const re = globToRegExp(pattern);
+      const re = modelPattern(pattern);
       let any = false;
       for (const m of discovered) {
-        if (re.test(m.id) || (m.upstreamId !== undefined && re.test(m.upstreamId))) {
+        if (re.matches(m.id) || (m.upstreamId !== undefined && re.matches(m.upstreamId))) {
           exposed.set(m.id, m);
           own.push(m.id);
           any = true;
