@@ -159,13 +159,13 @@ export const Dashboard = z.strictObject({
   links: z.array(z.record(z.string(), z.unknown())).optional(),
 });
 export type Dashboard = z.output<typeof Dashboard>;
-type AnyPanel = NonNullable<Dashboard['panels']>[number];
+type PanelT = z.output<typeof Panel>;
+type RowPanelT = z.output<typeof RowPanel>;
+export const isRow = (p: PanelT | RowPanelT): p is RowPanelT => p.type === 'row';
 
 /** Every panel that is not a row, rows' own panels included. */
-export function leafPanels(d: Dashboard): z.output<typeof Panel>[] {
-  return (d.panels ?? []).flatMap((p: AnyPanel) =>
-    p.type === 'row' ? (p as z.output<typeof RowPanel>).panels : [p],
-  );
+export function leafPanels(d: Dashboard): PanelT[] {
+  return (d.panels ?? []).flatMap((p) => (isRow(p) ? p.panels : [p]));
 }
 
 export interface PanelQuery {
