@@ -21,6 +21,8 @@ type Observer = { observe(value: number): void };
 
 /** The OpenTelemetry GenAI series of one route, made when the route is first recorded with its upstream. */
 interface GenAiSeries {
+  /** What the labels were made from: a connection whose URL or provider changes gets new series. */
+  from: { url: string; provider: string };
   labels: GenAiLabels;
   /** By error_type: '' for a success, else the HTTP status of the failed call. */
   duration: Map<string, Observer>;
@@ -306,7 +308,7 @@ export class GatewayMetrics {
         byEndpoint.set(endpoint, t);
       }
     }
-    if (upstream && !t.genAi) {
+    if (upstream && (t.genAi?.from.url !== upstream.url || t.genAi.from.provider !== upstream.provider)) {
       const labels: GenAiLabels = {
         gen_ai_operation_name: GENAI_OPERATION[endpoint] ?? endpoint,
         gen_ai_provider_name: dialect(upstream.provider).genAiProviderName,
@@ -314,6 +316,7 @@ export class GatewayMetrics {
         server_address: serverAddress(upstream.url),
       };
       t.genAi = {
+        from: { url: upstream.url, provider: upstream.provider },
         labels,
         duration: new Map(),
         input: this.genAiTokens.labels({ ...labels, gen_ai_token_type: 'input' }),

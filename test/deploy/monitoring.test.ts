@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { Dashboard, leafPanels, panelQueries } from '../support/grafana.ts';
+import { Dashboard, isRow, leafPanels, panelQueries } from '../support/grafana.ts';
 import { prometheusBinaries, promtool } from '../support/prometheus.ts';
 import { kubernetesSdConfig, type ServiceMonitor, scrapeConfigs } from '../support/prometheus-operator.ts';
 import { find, KEYS, type Manifest, ROOT, render } from './helm.ts';
@@ -149,10 +149,7 @@ describe('the Grafana dashboard', () => {
     expect(res.success, res.error ? JSON.stringify(res.error.issues, null, 1) : '').toBe(true);
     const d = res.data as Dashboard;
     expect(d.schemaVersion).toBe(39);
-    const ids = (d.panels ?? []).flatMap((p) => [
-      p.id,
-      ...(p.type === 'row' ? (p as { panels: { id: number }[] }).panels.map((q) => q.id) : []),
-    ]);
+    const ids = (d.panels ?? []).flatMap((p) => [p.id, ...(isRow(p) ? p.panels.map((q) => q.id) : [])]);
     expect(new Set(ids).size).toBe(ids.length);
     for (const p of d.panels ?? [])
       expect(p.gridPos && p.gridPos.x + p.gridPos.w, p.title).toBeLessThanOrEqual(24);

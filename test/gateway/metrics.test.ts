@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StaticClientKeys } from '../../src/gateway/client-keys.ts';
+import { GatewayMetrics } from '../../src/gateway/metrics.ts';
 import type { MockProvider } from '../../src/mock-provider/index.ts';
 import { conn, type Harness, metricValue, mock, refusedUrl, startGateway } from './helpers.ts';
 
@@ -144,5 +145,29 @@ describe('gateway metrics per client key and under their OpenTelemetry GenAI nam
     // the semantic conventions' bucket advice
     expect(metrics).toContain('gen_ai_client_token_usage_bucket{le="67108864"');
     expect(metrics).toContain('gen_ai_client_operation_duration_seconds_bucket{le="81.92"');
+  });
+});
+
+describe('GatewayMetrics GenAI series', () => {
+  it('follow a connection whose URL changes to another host', async () => {
+    const m = new GatewayMetrics({ defaultMetrics: false });
+    const route = {};
+    const upstream = (url: string) => conn(undefined, { name: 'moving', url, models: ['m'] });
+    const rec = (url: string) =>
+      m.record(route, {
+        connection: 'ai/moving',
+        model: 'm',
+        endpoint: 'chat/completions',
+        status: 200,
+        seconds: 0.1,
+        upstream: upstream(url),
+      });
+    rec('https://old.example/v1');
+    rec('https://new.example/v1');
+    rec('https://new.example/v1');
+    const text = await m.registry.metrics();
+    const count = (host: string) =>
+      metricValue(text, 'gen_ai_client_operation_duration_seconds_count', { server_address: host });
+    expect([count('old.example'), count('new.example')]).toEqual([1, 2]);
   });
 });
