@@ -9,7 +9,8 @@
 # Build tags: `remove_all_sd,enable_kubernetes_sd` keeps only the service discoveries the suite uses (Kubernetes,
 # plus file, static and HTTP, which are always in; Prometheus' README documents the tags), which roughly halves the
 # build. Without `builtinassets` the React UI is not embedded (web/ui/ui.go serves it from a directory that is not
-# there): the HTTP API, which is all the tests read, is complete; the browser UI answers 404. `netgo` as upstream.
+# there): the HTTP API, which is all the tests read, is complete; the browser UI pages answer 500 ("Error opening
+# React index.html"). `netgo` as upstream.
 set -euo pipefail
 
 PROMETHEUS_MODULE_VERSION="${PROMETHEUS_MODULE_VERSION:-v0.316.0}"
