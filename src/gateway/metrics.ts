@@ -1,4 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { dialect } from '../providers/dialects.ts';
+import type { SnapshotConnection } from '../snapshot/schema.ts';
 
 /** What one request adds to the per-route series, recorded by GatewayMetrics.record(). */
 export interface RequestRecord {
@@ -9,6 +11,24 @@ export interface RequestRecord {
   seconds: number;
   promptTokens?: number;
   completionTokens?: number;
+  /** The connection that answered, when one was tried: its provider and host label the GenAI series. */
+  upstream?: SnapshotConnection;
+  /** The name of the client key that authenticated the request (a name from the keys file, never the key). */
+  clientKey?: string;
+}
+
+type Observer = { observe(value: number): void };
+
+/** The OpenTelemetry GenAI series of one route, made when the route is first recorded with its upstream. */
+interface GenAiSeries {
+  /** What the labels were made from: a connection whose URL or provider changes gets new series. */
+  from: { url: string; provider: string };
+  labels: GenAiLabels;
+  /** By error_type: '' for a success, else the HTTP status of the failed call. */
+  duration: Map<string, Observer>;
+  input: Observer;
+  output: Observer;
+  ttft: Observer;
 }
 
 /** Plain totals of one (connection, model, endpoint), folded into prom-client's series at scrape time. */
@@ -17,14 +37,54 @@ interface RouteTotals {
   byStatus: Map<number, number>;
   promptTokens: number;
   completionTokens: number;
-  duration: { observe(value: number): void };
+  duration: Observer;
+  genAi?: GenAiSeries;
+}
+
+/** Plain totals of one (client key, model): who spent what. */
+interface ClientTotals {
+  labels: { client_key: string; model: string };
+  byStatus: Map<number, number>;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+const GENAI_LABELS = [
+  'gen_ai_operation_name',
+  'gen_ai_provider_name',
+  'gen_ai_request_model',
+  'server_address',
+] as const;
+type GenAiLabels = Record<(typeof GENAI_LABELS)[number], string>;
+
+/**
+ * gen_ai.operation.name of each proxied endpoint: the semantic conventions' predefined value where one applies, else
+ * the endpoint itself (the conventions allow a provider-specific name where none does).
+ */
+const GENAI_OPERATION: Record<string, string> = {
+  'chat/completions': 'chat',
+  responses: 'chat',
+  completions: 'text_completion',
+  embeddings: 'embeddings',
+};
+
+/** The host of a connection's URL: server.address. */
+function serverAddress(url: string): string {
+  try {
+    return new URL(url).hostname;
+  } catch {
+    return '';
+  }
 }
 
 /**
  * The gateway's Prometheus metrics, on a registry of its own (several gateways can live in one process, e.g. in
  * tests). Label values come from the snapshot (connection `ns/name`, exposed model IDs) or a fixed set, never
- * from free client input, so cardinality is bounded by configuration. The mapping to OpenTelemetry GenAI
- * semantic conventions is documented in docs/gateway.md.
+ * from free client input, so cardinality is bounded by configuration: client keys are named by the keys file an
+ * admin writes. Next to the `plugboard_*` series, the OpenTelemetry GenAI semantic-convention metrics
+ * (gen_ai.client.operation.duration, gen_ai.client.token.usage, gen_ai.server.time_to_first_token) are exported
+ * under the names OpenTelemetry's Prometheus exporters give them, so GenAI dashboards read the gateway as they are;
+ * docs/gateway.md maps one onto the other.
  */
 export class GatewayMetrics {
   readonly registry = new Registry();
@@ -42,11 +102,17 @@ export class GatewayMetrics {
   readonly clientKeys: Gauge;
   readonly logLinesDropped: Counter;
   readonly clientKeysState: Gauge<'state'>;
+  readonly clientRequests: Counter<'client_key' | 'model' | 'status'>;
+  readonly clientTokens: Counter<'client_key' | 'model' | 'type'>;
+  readonly genAiDuration: Histogram<(typeof GENAI_LABELS)[number] | 'error_type'>;
+  readonly genAiTokens: Histogram<(typeof GENAI_LABELS)[number] | 'gen_ai_token_type'>;
+  readonly genAiTtft: Histogram<(typeof GENAI_LABELS)[number]>;
   // prom-client validates and hashes the label set on every inc(); on the proxy's path these are plain additions,
   // handed to prom-client when it is scraped. Keyed by label values, so bounded by the snapshot like the series.
   private readonly totals = new Map<string, RouteTotals>();
   private readonly totalsOf = new WeakMap<object, Map<string, RouteTotals>>();
   private readonly inFlightBy = new Map<string, number>();
+  private readonly clients = new Map<string, ClientTotals>();
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -153,6 +219,57 @@ export class GatewayMetrics {
       labelNames: ['state'],
       registers,
     });
+    this.clientRequests = new Counter({
+      name: 'plugboard_gateway_client_requests_total',
+      help:
+        'Proxied requests by client key (its name in the keys file, never the key), model and HTTP status; ' +
+        'requests without a client key are not counted here.',
+      labelNames: ['client_key', 'model', 'status'],
+      registers,
+      collect: () => {
+        this.clientRequests.reset();
+        for (const t of this.clients.values())
+          for (const [status, n] of t.byStatus)
+            this.clientRequests.inc({ ...t.labels, status: String(status) }, n);
+      },
+    });
+    this.clientTokens = new Counter({
+      name: 'plugboard_gateway_client_tokens_total',
+      help: 'Tokens reported by upstreams in usage, by client key name, model and type (prompt or completion).',
+      labelNames: ['client_key', 'model', 'type'],
+      registers,
+      collect: () => {
+        this.clientTokens.reset();
+        for (const { labels, promptTokens, completionTokens } of this.clients.values()) {
+          if (promptTokens) this.clientTokens.inc({ ...labels, type: 'prompt' }, promptTokens);
+          if (completionTokens) this.clientTokens.inc({ ...labels, type: 'completion' }, completionTokens);
+        }
+      },
+    });
+    // Buckets: the semantic conventions' advice for each instrument.
+    this.genAiDuration = new Histogram({
+      name: 'gen_ai_client_operation_duration_seconds',
+      help:
+        'OpenTelemetry GenAI gen_ai.client.operation.duration: proxied requests, by operation, provider, ' +
+        'requested model and upstream host; error_type is the HTTP status of a request that failed.',
+      labelNames: [...GENAI_LABELS, 'error_type'],
+      buckets: [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92],
+      registers,
+    });
+    this.genAiTokens = new Histogram({
+      name: 'gen_ai_client_token_usage',
+      help: 'OpenTelemetry GenAI gen_ai.client.token.usage: tokens per request, by gen_ai_token_type (input or output).',
+      labelNames: [...GENAI_LABELS, 'gen_ai_token_type'],
+      buckets: [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864],
+      registers,
+    });
+    this.genAiTtft = new Histogram({
+      name: 'gen_ai_server_time_to_first_token_seconds',
+      help: 'OpenTelemetry GenAI gen_ai.server.time_to_first_token: time to the first streamed chunk.',
+      labelNames: [...GENAI_LABELS],
+      buckets: [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
+      registers,
+    });
   }
 
   /** Counts an error the gateway answered itself; every label value comes from a fixed set in the code. */
@@ -165,18 +282,21 @@ export class GatewayMetrics {
     this.inFlightBy.set(endpoint, (this.inFlightBy.get(endpoint) ?? 0) + delta);
   }
 
-  /**
-   * Counts a finished request. `route` is an object that stands for the label values (the routing candidate),
-   * so the totals are found without building a key on every request.
-   */
-  record(route: object | undefined, r: RequestRecord): void {
+  /** The totals of a route, found by the object that stands for its labels (the routing candidate) when given. */
+  private totalsFor(
+    route: object | undefined,
+    connection: string,
+    model: string,
+    endpoint: string,
+    upstream: SnapshotConnection | undefined,
+  ): RouteTotals {
     let byEndpoint = route ? this.totalsOf.get(route) : undefined;
-    let t = byEndpoint?.get(r.endpoint);
+    let t = byEndpoint?.get(endpoint);
     if (!t) {
-      const id = `${r.connection}\u0000${r.model}\u0000${r.endpoint}`;
+      const id = `${connection}\u0000${model}\u0000${endpoint}`;
       t = this.totals.get(id);
       if (!t) {
-        const labels = { connection: r.connection, model: r.model, endpoint: r.endpoint };
+        const labels = { connection, model, endpoint };
         t = {
           labels,
           byStatus: new Map(),
@@ -191,12 +311,76 @@ export class GatewayMetrics {
           byEndpoint = new Map();
           this.totalsOf.set(route, byEndpoint);
         }
-        byEndpoint.set(r.endpoint, t);
+        byEndpoint.set(endpoint, t);
       }
     }
+    if (upstream && (t.genAi?.from.url !== upstream.url || t.genAi.from.provider !== upstream.provider)) {
+      const labels: GenAiLabels = {
+        gen_ai_operation_name: GENAI_OPERATION[endpoint] ?? endpoint,
+        gen_ai_provider_name: dialect(upstream.provider).genAiProviderName,
+        gen_ai_request_model: model,
+        server_address: serverAddress(upstream.url),
+      };
+      t.genAi = {
+        from: { url: upstream.url, provider: upstream.provider },
+        labels,
+        duration: new Map(),
+        input: this.genAiTokens.labels({ ...labels, gen_ai_token_type: 'input' }),
+        output: this.genAiTokens.labels({ ...labels, gen_ai_token_type: 'output' }),
+        ttft: this.genAiTtft.labels(labels),
+      };
+    }
+    return t;
+  }
+
+  /** The first streamed chunk of a proxied response reached the client, `seconds` after the request arrived. */
+  firstToken(
+    route: object,
+    r: { connection: string; model: string; endpoint: string; upstream: SnapshotConnection },
+    seconds: number,
+  ): void {
+    const t = this.totalsFor(route, r.connection, r.model, r.endpoint, r.upstream);
+    this.ttft.observe(t.labels, seconds);
+    t.genAi?.ttft.observe(seconds);
+  }
+
+  /**
+   * Counts a finished request. `route` is an object that stands for the label values (the routing candidate),
+   * so the totals are found without building a key on every request.
+   */
+  record(route: object | undefined, r: RequestRecord): void {
+    const t = this.totalsFor(route, r.connection, r.model, r.endpoint, r.upstream);
     t.byStatus.set(r.status, (t.byStatus.get(r.status) ?? 0) + 1);
     t.duration.observe(r.seconds);
     if (r.promptTokens) t.promptTokens += r.promptTokens;
     if (r.completionTokens) t.completionTokens += r.completionTokens;
+    const g = r.upstream && t.genAi;
+    if (g) {
+      const errorType = r.status >= 400 ? String(r.status) : '';
+      let d = g.duration.get(errorType);
+      if (!d) {
+        d = this.genAiDuration.labels({ ...g.labels, error_type: errorType });
+        g.duration.set(errorType, d);
+      }
+      d.observe(r.seconds);
+      if (r.promptTokens) g.input.observe(r.promptTokens);
+      if (r.completionTokens) g.output.observe(r.completionTokens);
+    }
+    if (r.clientKey !== undefined) {
+      const id = `${r.clientKey}\u0000${r.model}`;
+      let c = this.clients.get(id);
+      if (!c) {
+        c = {
+          labels: { client_key: r.clientKey, model: r.model },
+          byStatus: new Map(),
+          promptTokens: 0,
+          completionTokens: 0,
+        };
+        this.clients.set(id, c);
+      }
+      c.byStatus.set(r.status, (c.byStatus.get(r.status) ?? 0) + 1);
+      if (r.promptTokens) c.promptTokens += r.promptTokens;
+      if (r.completionTokens) c.completionTokens += r.completionTokens;
+    }
   }
 }

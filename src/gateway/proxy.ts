@@ -422,8 +422,9 @@ class ProxyRun {
         if (first) {
           first = false;
           if (sse)
-            metrics.ttft.observe(
-              { connection: cand.key, model: call.model, endpoint: call.endpoint },
+            metrics.firstToken(
+              cand,
+              { connection: cand.key, model: call.model, endpoint: call.endpoint, upstream: cand.connection },
               (performance.now() - started) / 1000,
             );
         }
@@ -529,6 +530,8 @@ class ProxyRun {
       seconds,
       promptTokens: chosen ? usage?.promptTokens : undefined,
       completionTokens: chosen ? usage?.completionTokens : undefined,
+      upstream: chosen?.connection,
+      clientKey: ctx.clientKey?.name,
     });
     accessLine(ctx, this.status, {
       endpoint: call.endpoint,

@@ -74,6 +74,12 @@ interface Dialect {
    * takes as well ("prefixed by models/ if no slash appears in it"); the listed ID stays what is sent upstream.
    */
   exposedId(listed: string): string;
+  /**
+   * gen_ai.provider.name in OpenTelemetry's GenAI semantic conventions: the API the gateway speaks, which for the
+   * OpenAI dialect includes every OpenAI-compatible server (the conventions' "best knowledge" rule; the host tells
+   * them apart).
+   */
+  genAiProviderName: string;
 }
 
 const same = (id: string) => id;
@@ -85,6 +91,7 @@ const DIALECTS: Record<ProviderType, Dialect> = {
     probe: () => ({ path: '/chat/completions' }),
     inference: (endpoint) => `/${endpoint}`,
     exposedId: (listed) => (/^models\/[^/]+$/.test(listed) ? listed.slice('models/'.length) : listed),
+    genAiProviderName: 'openai',
   },
   Anthropic: {
     // The native list pages 1,000 at a time; chat goes through the OpenAI compatibility layer.
@@ -94,6 +101,7 @@ const DIALECTS: Record<ProviderType, Dialect> = {
     probe: () => ({ path: '/chat/completions' }),
     inference: (endpoint) => `/${endpoint}`,
     exposedId: same,
+    genAiProviderName: 'anthropic',
   },
   AzureOpenAI: {
     // Azure lists base models, not deployments, on both APIs; allowlist entries are deployment names.
@@ -114,6 +122,7 @@ const DIALECTS: Record<ProviderType, Dialect> = {
       return `/openai/deployments/${encodeURIComponent(deployment)}/${endpoint}${azureQuery(v)}`;
     },
     exposedId: same,
+    genAiProviderName: 'azure.ai.openai',
   },
 };
 

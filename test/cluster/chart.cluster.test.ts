@@ -4,11 +4,20 @@
  * from the same image, reached by its Service DNS name; chat through the gateway Service with the official openai
  * client from inside the cluster's network; client-key rotation per gateway replica; and, under 200 req/s of mixed
  * traffic, scaling, a deleted gateway pod, a rolling `helm upgrade` and a deleted leader, with no failed request.
+ * Issue 17: the chart's ServiceMonitors, PrometheusRule and dashboard, installed with the Prometheus Operator's own
+ * CRDs, read by one Prometheus (./prometheus.ts) that scrapes every pod through the whole run: healthy targets, the
+ * series of every metric docs/operations.md names, an alert that fires on a wrong key and resolves when it is fixed,
+ * and every dashboard panel answering after the suite's traffic.
  * The cluster itself is started by ./global-setup.ts (npm run cluster:up).
  */
+import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Dashboard, panelQueries } from '../support/grafana.ts';
+import { prometheusBinaries } from '../support/prometheus.ts';
+import type { PrometheusRule, ServiceMonitor } from '../support/prometheus-operator.ts';
+import { Prometheus } from './prometheus.ts';
 import {
   client,
   cluster,
@@ -33,9 +42,17 @@ const LOAD_KEY = 'pb-e2e-load';
 const OLD_KEY = 'pb-e2e-old';
 const NEW_KEY = 'pb-e2e-new';
 const RPS = 200;
+/**
+ * Monitoring made fast for the test through chart values and the Prometheus resource's settings, not by editing
+ * rules: the ServiceMonitors' scrape interval, the rules' evaluation interval, PlugboardConnectionNotReady's for:.
+ */
+const SCRAPE_S = 5;
+const EVAL_S = 5;
+const NOT_READY_FOR_S = 20;
 const [repository, tag] = cluster.image.split(/:(?=[^:/]+$)/) as [string, string];
 
 const memory = new MemoryPeaks();
+let prom: Prometheus;
 const figures: string[] = [];
 const report = (line: string) => {
   figures.push(line);
@@ -101,6 +118,28 @@ spec:
   apiKeySecretRef: {name: mock-openai-key}
 `;
 
+/** A second connection to the same mock, through its own Service, serving its models as `b.<id>`. */
+const mockB = (key: string) => `apiVersion: v1
+kind: Secret
+metadata: {name: mock-b-key, namespace: ${AI}}
+stringData: {apiKey: ${key}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: mock-b, namespace: ${AI}}
+spec:
+  selector: {app: mock-openai}
+  ports: [{port: 80, targetPort: http}]
+---
+apiVersion: plugboard.dev/v1alpha1
+kind: ProviderConnection
+metadata: {name: mock-b, namespace: ${AI}}
+spec:
+  url: http://mock-b.${AI}.svc.cluster.local/v1
+  apiKeySecretRef: {name: mock-b-key}
+  modelPrefix: b
+`;
+
 const gatewayPods = () =>
   kubectlJson<PodList>(['-n', NS, 'get', 'pods', '-l', 'app.kubernetes.io/component=gateway']);
 const operatorPods = () =>
@@ -130,6 +169,16 @@ beforeAll(async () => {
   }
   await kubectl(['apply', '-f', '-'], mockProvider);
   await kubectl(['apply', '-f', '-'], clientKeysSecret([LOAD_KEY, OLD_KEY]));
+  // The Prometheus Operator's own CRDs (from its Go module), so the chart's objects meet their real schemas.
+  const crds = join(prometheusBinaries(), 'prometheus-operator', 'example', 'prometheus-operator-crd');
+  for (const plural of ['servicemonitors', 'prometheusrules'])
+    await kubectl(['apply', '--server-side', '-f', join(crds, `monitoring.coreos.com_${plural}.yaml`)]);
+  await kubectl([
+    'wait',
+    '--for=condition=Established',
+    'crd/servicemonitors.monitoring.coreos.com',
+    'crd/prometheusrules.monitoring.coreos.com',
+  ]);
   memory.start([NS, AI]);
   await helm([
     'install',
@@ -153,6 +202,18 @@ beforeAll(async () => {
     'gateway.replicas=3',
     '--set',
     'operator.replicas=2',
+    '--set',
+    'metrics.serviceMonitor.enabled=true',
+    '--set',
+    `metrics.serviceMonitor.interval=${SCRAPE_S}s`,
+    '--set',
+    `metrics.serviceMonitor.scrapeTimeout=${SCRAPE_S - 1}s`,
+    '--set',
+    'metrics.prometheusRule.enabled=true',
+    '--set',
+    `metrics.prometheusRule.connectionNotReadyFor=${NOT_READY_FOR_S}s`,
+    '--set',
+    'metrics.grafanaDashboard.enabled=true',
     '--wait',
     '--timeout=5m',
   ]);
@@ -162,9 +223,22 @@ beforeAll(async () => {
   await kubectl(['apply', '-f', '-'], connection);
   await kubectl(['-n', AI, 'wait', '--for=condition=Ready', 'providerconnection/mock', '--timeout=120s']);
   report(`kubectl apply of a connection -> Ready: ${ms(t)} ms`);
+  // Prometheus from the objects as the API server stores them (what the Prometheus Operator reads).
+  t = Date.now();
+  const sms = await kubectlJson<{ items: ServiceMonitor[] }>(['-n', NS, 'get', 'servicemonitors']);
+  const rules = await kubectlJson<{ items: PrometheusRule[] }>(['-n', NS, 'get', 'prometheusrules']);
+  prom = await Prometheus.start({
+    serviceMonitors: sms.items,
+    rules: rules.items,
+    evaluationInterval: `${EVAL_S}s`,
+  });
+  report(
+    `Prometheus ready, ${sms.items.length} ServiceMonitors and ${rules.items.length} PrometheusRule read from the API: ${ms(t)} ms`,
+  );
 }, 900_000);
 
 afterAll(async () => {
+  await prom?.stop();
   await memory.stop();
   const rows = [...memory.peaks].sort(([a], [b]) => a.localeCompare(b));
   console.log(
@@ -365,6 +439,263 @@ describe('Plugboard installed by its chart on a real cluster', () => {
       load.kill();
     }
   }, 1_200_000);
+
+  it('Prometheus scrapes every operator and gateway pod as a healthy target, labelled as the ServiceMonitors say', async () => {
+    const t = Date.now();
+    const expected = async () =>
+      [...(await operatorPods()).items, ...(await gatewayPods()).items]
+        .filter((p) => !p.metadata.deletionTimestamp)
+        .map((p) => p.metadata.name)
+        .sort();
+    let last = '';
+    const targets = await until(
+      'one up target per operator and gateway pod, and no other',
+      async () => {
+        const pods = await expected();
+        const ts = await prom.targets();
+        last = ts.map((x) => `${x.labels.pod} ${x.health} ${x.lastError}`).join('; ');
+        const scraped = ts.map((x) => x.labels.pod).sort();
+        return JSON.stringify(scraped) === JSON.stringify(pods) && ts.every((x) => x.health === 'up')
+          ? ts
+          : undefined;
+      },
+      120_000,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}\ntargets: ${last}\nprometheus log:\n${prom.log()}`);
+    });
+    report(
+      `Prometheus targets up (${targets.length}: ${targets.map((x) => x.labels.pod).join(', ')}): ${ms(t)} ms`,
+    );
+    for (const x of targets) {
+      const component = x.labels.job as string;
+      expect(['operator', 'gateway'], x.labels.pod).toContain(component);
+      expect(x.labels).toMatchObject({
+        namespace: NS,
+        service: `plugboard-${component}-metrics`,
+        endpoint: 'http-metrics',
+      });
+      expect(x.scrapeUrl).toMatch(new RegExp(`:${component === 'gateway' ? 9090 : 8081}/metrics$`));
+    }
+  });
+
+  it(`PlugboardConnectionNotReady fires within its for: (${NOT_READY_FOR_S} s, a chart value) plus one evaluation interval of a wrong key, and resolves when it is fixed`, async () => {
+    const ALERT = 'PlugboardConnectionNotReady';
+    const up = async () =>
+      (await prom.query(`plugboard_connection_up{namespace="${AI}",name="mock-b"}`))[0]?.value[1];
+    const mine = async () =>
+      (await prom.alerts()).find((a) => a.labels.alertname === ALERT && a.labels.name === 'mock-b');
+    await kubectl(['apply', '-f', '-'], mockB('sk-e2e-upstream'));
+    await kubectl(['-n', AI, 'wait', '--for=condition=Ready', 'providerconnection/mock-b', '--timeout=120s']);
+    // A new connection is not Ready until verified, so its first samples may be 0 and the alert pending: wait for
+    // the rule's next evaluation after the 1.
+    await until(
+      `mock-b scraped as up and ${ALERT} inactive for it`,
+      async () => (await up()) === '1' && (await mine()) === undefined,
+      60_000,
+    );
+
+    const broken = Date.now();
+    await kubectl(['apply', '-f', '-'], mockB('sk-e2e-wrong-key'));
+    const seen: { down?: number; pending?: number; firing?: number } = {};
+    const firing = await until(
+      `${ALERT} firing for ai/mock-b`,
+      async () => {
+        if (seen.down === undefined && (await up()) === '0') seen.down = Date.now();
+        const a = await mine();
+        if (a?.state === 'pending' && seen.pending === undefined) seen.pending = Date.now();
+        if (a?.state === 'firing') {
+          seen.firing = Date.now();
+          return a;
+        }
+        return undefined;
+      },
+      180_000,
+    );
+    const pconn = await kubectlJson<{ status: { conditions: { type: string; reason: string }[] } }>([
+      '-n',
+      AI,
+      'get',
+      'providerconnection',
+      'mock-b',
+    ]);
+    const reason = pconn.status.conditions.find((c) => c.type === 'Ready')?.reason;
+    const activeAt = Date.parse(firing.activeAt);
+    report(
+      `alert ${ALERT}: wrong key applied -> plugboard_connection_up 0 in Prometheus ${(seen.down as number) - broken} ms ` +
+        `(Ready reason ${reason}); -> pending (activeAt) ${activeAt - broken} ms; -> firing ${(seen.firing as number) - broken} ms ` +
+        `(${(seen.firing as number) - (seen.down as number)} ms after the 0 was seen; for: ${NOT_READY_FOR_S} s, evaluation every ${EVAL_S} s, scrape every ${SCRAPE_S} s)`,
+    );
+    expect(firing.labels).toMatchObject({ namespace: AI, name: 'mock-b', severity: 'warning' });
+    expect(firing.annotations.summary).toBe(
+      `ProviderConnection ${AI}/mock-b has not been Ready for ${NOT_READY_FOR_S}s`,
+    );
+    expect(firing.annotations.runbook_url).toMatch(/docs\/operations\.md#plugboardconnectionnotready$/);
+    // Within for: plus one evaluation interval of the moment Prometheus held the 0 (polled each 250 ms; 10 s slack
+    // for rule evaluation on a busy shared machine).
+    expect((seen.firing as number) - (seen.down as number)).toBeLessThanOrEqual(
+      (NOT_READY_FOR_S + EVAL_S + 10) * 1000,
+    );
+    expect((seen.firing as number) - activeAt).toBeGreaterThanOrEqual(NOT_READY_FOR_S * 1000 - 1000);
+
+    const fixed = Date.now();
+    await kubectl(['apply', '-f', '-'], mockB('sk-e2e-upstream'));
+    let upAgain: number | undefined;
+    await until(
+      `${ALERT} resolved for ai/mock-b`,
+      async () => {
+        if (upAgain === undefined && (await up()) === '1') upAgain = Date.now();
+        return upAgain !== undefined && (await mine()) === undefined;
+      },
+      120_000,
+    );
+    report(
+      `alert ${ALERT}: key fixed -> plugboard_connection_up 1 in Prometheus ${(upAgain as number) - fixed} ms; -> resolved ${ms(fixed)} ms`,
+    );
+    expect(await prom.ruleState(ALERT)).toBe('inactive');
+  }, 420_000);
+
+  it('an upstream that refuses connections shows in the upstream-error series (its only model answers 502), an unknown client key in the rejected ones', async () => {
+    // No endpoints behind mock-b's Service: kube-proxy rejects connections to it.
+    await kubectl(['-n', AI, 'patch', 'service', 'mock-b', '-p', '{"spec":{"selector":{"app":"nobody"}}}']);
+    try {
+      const got = await until(
+        'requests for b.gpt-4o answered 502',
+        async () => {
+          const r = await client<Record<string, number>>('requests', {
+            baseURL: GATEWAY,
+            apiKey: LOAD_KEY,
+            model: 'b.gpt-4o',
+            n: 5,
+          });
+          return r['502'] ? r : undefined;
+        },
+        60_000,
+      );
+      report(
+        `b.gpt-4o with mock-b's upstream refusing connections: ${JSON.stringify(got)} (HTTP status: count)`,
+      );
+    } finally {
+      await kubectl([
+        '-n',
+        AI,
+        'patch',
+        'service',
+        'mock-b',
+        '-p',
+        '{"spec":{"selector":{"app":"mock-openai"}}}',
+      ]);
+    }
+    const errors = await until(
+      'upstream errors of ai/mock-b in Prometheus',
+      async () => {
+        const r = await prom.query(
+          `sum by (reason) (plugboard_gateway_upstream_errors_total{connection="${AI}/mock-b"})`,
+        );
+        return r.length ? r : undefined;
+      },
+      60_000,
+    );
+    expect(errors.map((e) => e.metric.reason)).toContain('connect_error');
+    const refused = await client<Record<string, number>>('requests', {
+      baseURL: GATEWAY,
+      apiKey: 'pb-e2e-unknown-key',
+      model: MODEL,
+      n: 3,
+    });
+    expect(refused).toEqual({ 401: 3 });
+    await until(
+      'the 401s in Prometheus',
+      async () =>
+        Number(
+          (
+            await prom.query(
+              'sum(plugboard_gateway_rejected_requests_total{status="401",code="invalid_api_key"})',
+            )
+          )[0]?.value[1] ?? 0,
+        ) >= 3,
+      60_000,
+    );
+  }, 180_000);
+
+  it('has series for every metric docs/operations.md names', async () => {
+    const ops = readFileSync(join(ROOT, 'docs', 'operations.md'), 'utf8');
+    const table = ops.slice(ops.indexOf('## Metrics'), ops.indexOf('## Dashboard'));
+    const named = [
+      ...new Set(
+        table
+          .split('\n')
+          .filter((l) => l.startsWith('| `'))
+          .flatMap((l) =>
+            [...(l.split('|')[1] as string).matchAll(/`([a-z_:]+\*?)(?:\{[^`]*\})?`/g)].map(
+              (m) => m[1] as string,
+            ),
+          ),
+      ),
+    ];
+    expect(named.length).toBeGreaterThan(30);
+    const t = Date.now();
+    let missing = named;
+    await until(
+      'a series for every metric named in docs/operations.md',
+      async () => {
+        const have = new Set(
+          (await prom.query('count by (__name__) ({job=~"operator|gateway"})')).map(
+            (r) => r.metric.__name__ as string,
+          ),
+        );
+        missing = named.filter((n) =>
+          n.endsWith('*')
+            ? ![...have].some((h) => h.startsWith(n.slice(0, -1)))
+            : !have.has(n) && !have.has(`${n}_bucket`),
+        );
+        return missing.length === 0;
+      },
+      60_000,
+    ).catch(() => undefined);
+    expect(missing, 'metrics named in docs/operations.md without a series').toEqual([]);
+    const perJob = await prom.query('count by (job) (process_cpu_seconds_total)');
+    expect(perJob.map((r) => r.metric.job).sort()).toEqual(['gateway', 'operator']);
+    report(
+      `metrics named in docs/operations.md with series: ${named.length} of ${named.length} (${ms(t)} ms)`,
+    );
+  }, 120_000);
+
+  it('answers every query of every dashboard panel, with data, after the suite’s traffic', async () => {
+    const cm = await kubectlJson<{ data: Record<string, string> }>([
+      '-n',
+      NS,
+      'get',
+      'configmap',
+      'plugboard-dashboard',
+    ]);
+    const dashboard = Dashboard.parse(JSON.parse(cm.data['plugboard.json'] as string));
+    // Template variables as Grafana fills them: the namespace variable's query, all of its values selected.
+    const nsVar = dashboard.templating?.list?.find((v) => v.name === 'namespace');
+    const query = (nsVar?.query as { query?: string } | undefined)?.query ?? '';
+    const m = /^label_values\((\w+), *(\w+)\)$/.exec(query);
+    expect(m, query).not.toBeNull();
+    const namespaces = await prom.labelValues(m?.[2] as string, m?.[1] as string);
+    expect(namespaces).toEqual([NS]);
+    const queries = panelQueries(dashboard, { namespace: namespaces });
+    const failed: string[] = [];
+    const empty: string[] = [];
+    for (const q of queries) {
+      try {
+        if ((await prom.query(q.expr)).length === 0) empty.push(`${q.panel} (${q.refId}): ${q.expr}`);
+      } catch (err) {
+        failed.push(`${q.panel} (${q.refId}): ${(err as Error).message}`);
+      }
+    }
+    const panels = new Set(queries.map((q) => q.panel));
+    const withData = new Set(
+      queries.filter((q) => !empty.some((e) => e.startsWith(`${q.panel} (`))).map((q) => q.panel),
+    );
+    report(
+      `dashboard: ${withData.size} of ${panels.size} panels (${queries.length - empty.length - failed.length} of ${queries.length} queries) returned data`,
+    );
+    expect(failed, 'queries Prometheus refused').toEqual([]);
+    expect(empty, 'queries without data').toEqual([]);
+  });
 
   it('restarted or OOM-killed no container', async () => {
     for (const ns of [NS, AI, 'kube-system']) {

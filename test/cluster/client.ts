@@ -9,8 +9,14 @@
  *                                              newKey and refuses oldKey (polled every 25 ms, direct to the pod)
  *   load  {baseURL, apiKey, model, rps}        mixed traffic at a fixed rate until stdin says `stop`; stdin
  *                                              `phase <name>` starts a new phase; prints counts per phase
+ *   requests {baseURL, apiKey, model, n}       n chat completions one after the other, no retries; prints the
+ *                                              count of each HTTP status
+ *   forward {socket, port}                     relays connections on a Unix socket to 127.0.0.1:port in the
+ *                                              namespace (how the suite reaches Prometheus) until stdin says `stop`
  */
 import { Resolver } from 'node:dns/promises';
+import { rmSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import OpenAI from 'openai';
 import { Agent, fetch as undiciFetch } from 'undici';
@@ -240,7 +246,46 @@ async function load() {
   };
 }
 
-const modes: Record<string, () => Promise<unknown>> = { chat, keys, load };
+/** Chat completions in sequence without retries: what each got, by HTTP status (0: no response). */
+async function requests() {
+  const c = client(0);
+  const statuses: Record<string, number> = {};
+  for (let i = 0; i < (args.n as number); i++) {
+    let status = 200;
+    try {
+      await c.chat.completions.create({
+        model: str('model'),
+        messages: [{ role: 'user', content: `r${i}` }],
+      });
+    } catch (err) {
+      status = (err as { status?: number }).status ?? 0;
+    }
+    statuses[status] = (statuses[status] ?? 0) + 1;
+  }
+  return statuses;
+}
+
+async function forward() {
+  const socket = str('socket');
+  rmSync(socket, { force: true });
+  const server = createServer((inbound) => {
+    const outbound = connect(args.port as number, '127.0.0.1');
+    inbound.pipe(outbound).pipe(inbound);
+    inbound.on('error', () => outbound.destroy());
+    outbound.on('error', () => inbound.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(socket, resolve));
+  console.error('ready');
+  await new Promise<void>((resolve) => {
+    const rl = createInterface({ input: process.stdin });
+    rl.on('line', (line) => line.trim() === 'stop' && resolve());
+    rl.on('close', resolve);
+  });
+  server.close();
+  return { forwarded: socket };
+}
+
+const modes: Record<string, () => Promise<unknown>> = { chat, keys, load, requests, forward };
 const fn = modes[mode];
 if (!fn) {
   console.error(`unknown mode ${mode}`);

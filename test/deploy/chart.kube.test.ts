@@ -1,19 +1,21 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { startMockProvider } from '../../src/mock-provider/index.ts';
 import type { MockProvider } from '../../src/mock-provider/types.ts';
 import type { Operator } from '../../src/operator/operator.ts';
 import { Api, eventually, startOperator } from '../operator/harness.ts';
 import { freePort } from '../support/control-plane.ts';
 import { createNamespace, kubeRaw, testKubeConfig } from '../support/kube.ts';
+import { prometheusBinaries } from '../support/prometheus.ts';
 import { KEYS, type Manifest, ROOT, render } from './helm.ts';
 
-/** REST path of a manifest's collection (the kinds this chart renders, plus the monitoring stubs). */
+/** REST path of a manifest's collection (the kinds this chart renders, plus the Prometheus Operator's). */
 const RESOURCES: Record<string, [group: string, plural: string, namespaced: boolean]> = {
   ServiceAccount: ['v1', 'serviceaccounts', true],
   Service: ['v1', 'services', true],
@@ -43,7 +45,8 @@ function path(m: Manifest): string {
 
 /** Server-side apply (what `kubectl apply --server-side [--dry-run=server]` sends). */
 async function apply(kc: KubeConfig, m: Manifest, dryRun: boolean) {
-  const q = `?fieldManager=plugboard-chart-test&force=true${dryRun ? '&dryRun=All' : ''}`;
+  // Strict: a field the schema does not know (a typo, a field of another version) is an error, not pruned.
+  const q = `?fieldManager=plugboard-chart-test&force=true&fieldValidation=Strict${dryRun ? '&dryRun=All' : ''}`;
   return kubeRaw(kc, 'PATCH', path(m) + q, {
     body: m,
     headers: { 'content-type': 'application/apply-patch+yaml' },
@@ -57,34 +60,14 @@ async function must(res: Promise<{ status: number; body: unknown }>, what: strin
 }
 
 /**
- * The Prometheus Operator's CRDs do not exist on the test control plane. Minimal stand-ins in the same group and
- * kinds (schema: preserve unknown fields) let the API server accept the rendered ServiceMonitor and PrometheusRule;
- * their fields are asserted structurally in chart.test.ts.
+ * The Prometheus Operator's own ServiceMonitor and PrometheusRule CRDs (from its Go module, fetched by
+ * scripts/build-prometheus.sh), so the API server validates the rendered objects against their real schemas.
  */
-async function installMonitoringStubs(kc: KubeConfig) {
-  for (const [kind, plural] of [
-    ['ServiceMonitor', 'servicemonitors'],
-    ['PrometheusRule', 'prometheusrules'],
-  ] as const) {
-    const crd = {
-      apiVersion: 'apiextensions.k8s.io/v1',
-      kind: 'CustomResourceDefinition',
-      metadata: { name: `${plural}.monitoring.coreos.com` },
-      spec: {
-        group: 'monitoring.coreos.com',
-        names: { kind, plural, listKind: `${kind}List`, singular: kind.toLowerCase() },
-        scope: 'Namespaced',
-        versions: [
-          {
-            name: 'v1',
-            served: true,
-            storage: true,
-            schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
-          },
-        ],
-      },
-    };
-    await must(apply(kc, crd, false), `stub CRD ${plural}`);
+async function installMonitoringCrds(kc: KubeConfig) {
+  const dir = join(prometheusBinaries(), 'prometheus-operator', 'example', 'prometheus-operator-crd');
+  for (const plural of ['servicemonitors', 'prometheusrules']) {
+    const crd = parse(readFileSync(join(dir, `monitoring.coreos.com_${plural}.yaml`), 'utf8')) as Manifest;
+    await must(apply(kc, crd, false), `CRD ${plural}`);
     await eventually(async () => {
       const got = (await kubeRaw(kc, 'GET', path(crd))).body as Manifest;
       return got.status?.conditions?.some((c: Manifest) => c.type === 'Established' && c.status === 'True');
@@ -128,7 +111,7 @@ describe('the chart against a real API server', () => {
   it('every rendered manifest (all options on) passes server-side dry-run, and the pods pass restricted PodSecurity', async () => {
     const ns = await createNamespace(admin, 'chart-dry');
     const team = await createNamespace(admin, 'chart-dry-team');
-    await installMonitoringStubs(admin);
+    await installMonitoringCrds(admin);
     // PodSecurity admission enforces `restricted` on this namespace (it only checks Pods, so we dry-run those too).
     await must(
       kubeRaw(admin, 'PATCH', `/api/v1/namespaces/${ns}`, {

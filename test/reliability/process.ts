@@ -60,7 +60,7 @@ export async function spawnPlugboard(
     child.once('exit', (code, signal) => r({ code, signal })),
   );
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + 60_000;
   for (;;) {
     if (opts.ready === false) break;
     if (child.exitCode !== null)
@@ -70,7 +70,7 @@ export async function spawnPlugboard(
       () => false,
     );
     if (ok) break;
-    if (Date.now() > deadline) throw new Error(`${command} not ready within 20 s:\n${logs.slice(-2000)}`);
+    if (Date.now() > deadline) throw new Error(`${command} not ready within 60 s:\n${logs.slice(-2000)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
   return {

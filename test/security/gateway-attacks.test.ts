@@ -129,7 +129,7 @@ async function start(name: Target['name']): Promise<Target> {
       ...limits,
     ]);
     // verified and serving
-    const deadline = Date.now() + 20_000;
+    const deadline = Date.now() + 60_000;
     for (;;) {
       const r = await fetch(`${proc.url}/v1/models`, { headers: bearer(CLIENT_KEY) });
       if (r.ok && (await r.text()).includes('gpt-4o')) break;
@@ -143,7 +143,7 @@ async function start(name: Target['name']): Promise<Target> {
 
 beforeAll(async () => {
   targets.push(await start('gateway'), await start('standalone'));
-}, 60_000);
+}, 180_000);
 
 afterAll(async () => {
   for (const t of targets) {
