@@ -3,6 +3,7 @@ import { parseDuration } from '../../api/common.ts';
 import { CONDITION_STALLED } from '../../api/conditions.ts';
 import type { ProviderConnectionSpec, ProviderConnectionStatus } from '../../api/provider-connection.ts';
 import { STATUS_MODELS_MAX } from '../../api/provider-connection.ts';
+import { dialect } from '../../providers/dialects.ts';
 import type { SnapshotConnection } from '../../snapshot/schema.ts';
 import { type Condition, type DesiredCondition, kubeTime, mergeConditions } from '../runtime/conditions.ts';
 import { type DiscoveredModel, type VerifyOutcome, worksWithoutList } from '../verification/verify.ts';
@@ -168,9 +169,8 @@ function compileConditions(o: ConnectionObservation, exposedCount: number, disco
   }
   const out = mem.outcome;
   const noneMsg =
-    o.spec.provider === 'AzureOpenAI'
-      ? 'Azure OpenAI model IDs are deployment names: list your deployments in a ModelAllowlist'
-      : `the allowlists match none of the ${discovered ?? 0} models the upstream lists; fix the model IDs in the ModelAllowlist`;
+    dialect(o.spec.provider).deployments?.noneExposed ??
+    `the allowlists match none of the ${discovered ?? 0} models the upstream lists; fix the model IDs in the ModelAllowlist`;
   if (out.ok) {
     const many = o.allowlists.length === 0 && out.models.length > MANY_MODELS;
     return [
@@ -246,7 +246,8 @@ export function planConnection(o: ConnectionObservation): ConnectionPlan {
   const discovered = out?.ok ? out.models : mem?.lastGood?.models;
   const exposure = usable && mem ? computeExposure(spec.provider, discovered, o.allowlists) : undefined;
   // Without any successful listing and no allowlist fallback, nothing is exposed (an unknown upstream).
-  const unlisted = spec.provider === 'AzureOpenAI' || (out !== undefined && worksWithoutList(out));
+  const unlisted =
+    dialect(spec.provider).deployments !== undefined || (out !== undefined && worksWithoutList(out));
   const exposedModels = exposure && (discovered !== undefined || unlisted) ? exposure.exposed : [];
   const desired = compileConditions(o, exposedModels.length, discovered?.length);
   // Stalled (InvalidSpec) describes a generation the operator refused; a generation it plans for is not stalled.
@@ -350,9 +351,8 @@ function planAllowlist(
   } else if (globs.length > 0) {
     // The list's own fault whatever the connection's state: there is no model list for a glob to match.
     const why =
-      o.spec.provider === 'AzureOpenAI'
-        ? 'Azure model IDs are deployment names and Azure does not list deployments'
-        : `the upstream does not list its models (${connReady.reason})`;
+      dialect(o.spec.provider).deployments?.globsUnmatchable ??
+      `the upstream does not list its models (${connReady.reason})`;
     ready = cond(
       'Ready',
       'False',
