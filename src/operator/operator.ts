@@ -14,12 +14,7 @@ import type { KubeAuth } from '../kube/auth.ts';
 import { KubeClient, KubeError, resourcePath } from '../kube/client.ts';
 import { Informer, type ObjectWithMeta, objectKey } from '../kube/informer.ts';
 import { SNAPSHOT_SECRET_NAME } from '../snapshot/codec.ts';
-import {
-  type ConnectionPlan,
-  normaliseStatus,
-  type SecretState,
-  type VerificationMemory,
-} from './logic/connection-status.ts';
+import type { ConnectionPlan, SecretState, VerificationMemory } from './logic/connection-status.ts';
 import type { AllowlistRef } from './logic/exposure.ts';
 import { planInvalidSpec } from './logic/invalid-spec.ts';
 import { verifyIfDueAndPlan } from './logic/reconcile.ts';
@@ -30,12 +25,13 @@ import {
   type ReconcileContext,
   type ReconcileOutcome,
   type ReconcileResult,
-  TerminalError,
 } from './runtime/controller.ts';
+import { Stalling } from './runtime/errors.ts';
 import { EventRecorder } from './runtime/events.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
 import { WorkQueue } from './runtime/queue.ts';
 import { ReferenceIndex } from './runtime/reference-index.ts';
+import { sameStatus } from './runtime/status.ts';
 import { SnapshotWriter } from './snapshot-writer.ts';
 import { verifyConnection } from './verification/verify.ts';
 
@@ -426,7 +422,7 @@ export class Operator {
       }
     }
     this.metrics.connectionUp.set({ namespace, name }, 0);
-    throw new TerminalError(`spec fails validation: ${issues.slice(0, 3).join('; ')}`);
+    throw new Stalling(REASON_INVALID_SPEC, `spec fails validation: ${issues.slice(0, 3).join('; ')}`);
   }
 
   private async applyPlan(obj: Conn, plan: ConnectionPlan, ctx: ReconcileContext) {
@@ -476,7 +472,7 @@ export class Operator {
         exposedModels: a.exposedModels.slice(0, 1000),
         missingModels: a.missingModels.slice(0, 1000),
       };
-      if (JSON.stringify(normaliseStatus(status)) !== JSON.stringify(normaliseStatus(current.status ?? {}))) {
+      if (!sameStatus(status, current.status ?? {})) {
         await this.patchStatus(ALLOWLISTS, namespace, a.name, status);
         this.metrics.statusWrites.inc({ kind: 'ModelAllowlist' });
       }
@@ -528,7 +524,7 @@ export class Operator {
       exposedModels: [],
       missingModels: [],
     };
-    if (JSON.stringify(normaliseStatus(status)) !== JSON.stringify(normaliseStatus(current.status ?? {}))) {
+    if (!sameStatus(status, current.status ?? {})) {
       await this.patchStatus(ALLOWLISTS, namespace, current.metadata.name, status);
       this.metrics.statusWrites.inc({ kind: 'ModelAllowlist' });
       ctx.log.debug('allowlist refers to a missing connection');

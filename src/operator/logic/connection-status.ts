@@ -6,6 +6,7 @@ import { STATUS_MODELS_MAX } from '../../api/provider-connection.ts';
 import { dialect } from '../../providers/dialects.ts';
 import type { SnapshotConnection } from '../../snapshot/schema.ts';
 import { type Condition, type DesiredCondition, kubeTime, mergeConditions } from '../runtime/conditions.ts';
+import { sameStatus } from '../runtime/status.ts';
 import { type DiscoveredModel, type VerifyOutcome, worksWithoutList } from '../verification/verify.ts';
 import { type AllowlistExposure, type AllowlistRef, computeExposure, isGlob } from './exposure.ts';
 
@@ -271,7 +272,7 @@ export function planConnection(o: ConnectionObservation): ConnectionPlan {
   const lastSuccess = mem?.lastGood?.at;
   const withTime = (t: string | undefined) => (t ? { ...base, lastVerifiedTime: t } : base);
   const unchanged = withTime(prev?.lastVerifiedTime);
-  const statusChanged = !prev || JSON.stringify(normalise(unchanged)) !== JSON.stringify(normalise(prev));
+  const statusChanged = !sameStatus(unchanged, prev);
   const status = statusChanged
     ? withTime(lastSuccess ? kubeTime(new Date(lastSuccess)) : prev?.lastVerifiedTime)
     : prev;
@@ -388,22 +389,3 @@ function planAllowlist(
     missingModels,
   };
 }
-
-/** Field order and absent-vs-undefined must not make two equal statuses look different. */
-function normalise(s: ProviderConnectionStatus): unknown {
-  const sortKeys = (v: unknown): unknown =>
-    Array.isArray(v)
-      ? v.map(sortKeys)
-      : v && typeof v === 'object'
-        ? Object.fromEntries(
-            Object.entries(v as Record<string, unknown>)
-              .filter(([, x]) => x !== undefined)
-              .sort(([a], [b]) => (a < b ? -1 : 1))
-              .map(([k, x]) => [k, sortKeys(x)]),
-          )
-        : v;
-  const conditions = [...(s.conditions ?? [])].sort((a, b) => (a.type < b.type ? -1 : 1));
-  return sortKeys({ ...s, conditions });
-}
-
-export { normalise as normaliseStatus };
