@@ -1,5 +1,6 @@
 import { isAllowlistFault } from '../api/model-allowlist.ts';
 import type { ProviderConnection, ProviderConnectionStatus } from '../api/provider-connection.ts';
+import { planAllowlist } from '../operator/logic/allowlist-status.ts';
 import type { VerificationMemory } from '../operator/logic/connection-status.ts';
 import type { AllowlistRef } from '../operator/logic/exposure.ts';
 import { type ReconcileStep, type Verifier, verifyIfDueAndPlan } from '../operator/logic/reconcile.ts';
@@ -144,9 +145,17 @@ export class LocalReconciler {
       if (plan.ready.status === 'True') this.o.log.info(fields, 'connection ready');
       else this.o.log.warn(fields, 'connection not ready');
     }
-    for (const a of plan.allowlists) {
-      const ready = a.conditions.find((c) => c.type === 'Ready');
-      if (ready && ready.status !== 'True' && isAllowlistFault(ready.reason)) {
+    for (const a of allowlistRefsFor(config, namespace, name)) {
+      const { ready } = planAllowlist({
+        namespace,
+        name: a.name,
+        generation: a.generation ?? 1,
+        connectionName: name,
+        connection: plan.view,
+        previousStatus: undefined,
+        now: new Date(),
+      });
+      if (ready.status !== 'True' && isAllowlistFault(ready.reason)) {
         this.o.log.warn(
           { allowlist: `${namespace}/${a.name}`, reason: ready.reason, message: ready.message },
           'allowlist not ready',

@@ -3,7 +3,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { API_VERSION, GROUP, VERSION } from '../api/common.ts';
 import { REASON_INVALID_SPEC } from '../api/conditions.ts';
-import type { ModelAllowlist, ModelAllowlistStatus } from '../api/model-allowlist.ts';
+import type { ModelAllowlist } from '../api/model-allowlist.ts';
 import {
   type ProviderConnection,
   ProviderConnectionSpec,
@@ -14,12 +14,12 @@ import type { KubeAuth } from '../kube/auth.ts';
 import { KubeClient, KubeError, resourcePath } from '../kube/client.ts';
 import { Informer, type ObjectWithMeta, objectKey } from '../kube/informer.ts';
 import { SNAPSHOT_SECRET_NAME } from '../snapshot/codec.ts';
+import { planAllowlist } from './logic/allowlist-status.ts';
 import type { ConnectionPlan, SecretState, VerificationMemory } from './logic/connection-status.ts';
 import type { AllowlistRef } from './logic/exposure.ts';
 import { planInvalidSpec } from './logic/invalid-spec.ts';
 import { verifyIfDueAndPlan } from './logic/reconcile.ts';
 import { OperatorMetrics } from './metrics.ts';
-import { type Condition, mergeConditions } from './runtime/conditions.ts';
 import {
   Controller,
   type ReconcileContext,
@@ -459,21 +459,20 @@ export class Operator {
       const msg = plan.status.conditions?.find((c) => c.type === 'ModelsDiscovered')?.message ?? '';
       await this.events.record(involved, 'Warning', 'TooManyModels', msg);
     }
-    for (const a of plan.allowlists) {
-      const current = this.allowInformers.map((i) => i.get(`${namespace}/${a.name}`)).find(Boolean);
+    for (const a of plan.view.allowlists.keys()) {
+      const current = this.allowInformers.map((i) => i.get(`${namespace}/${a}`)).find(Boolean);
       if (!current) continue;
-      const status: ModelAllowlistStatus = {
-        observedGeneration: a.generation,
-        conditions: mergeConditions(
-          current.status?.conditions as Condition[] | undefined,
-          a.conditions,
-          new Date(),
-        ),
-        exposedModels: a.exposedModels.slice(0, 1000),
-        missingModels: a.missingModels.slice(0, 1000),
-      };
+      const { status } = planAllowlist({
+        namespace,
+        name: a,
+        generation: current.metadata.generation ?? 0,
+        connectionName: name,
+        connection: plan.view,
+        previousStatus: current.status,
+        now: new Date(),
+      });
       if (!sameStatus(status, current.status ?? {})) {
-        await this.patchStatus(ALLOWLISTS, namespace, a.name, status);
+        await this.patchStatus(ALLOWLISTS, namespace, a, status);
         this.metrics.statusWrites.inc({ kind: 'ModelAllowlist' });
       }
     }
@@ -497,33 +496,15 @@ export class Operator {
       this.connQueue.add(`${namespace}/${connName}`);
       return undefined;
     }
-    const g = current.metadata.generation ?? 0;
-    const msg = `ProviderConnection "${connName}" does not exist in namespace ${namespace}`;
-    const status: ModelAllowlistStatus = {
-      observedGeneration: g,
-      conditions: mergeConditions(
-        current.status?.conditions as Condition[] | undefined,
-        [
-          {
-            type: 'ResolvedRefs',
-            status: 'False',
-            reason: 'ConnectionNotFound',
-            message: msg,
-            observedGeneration: g,
-          },
-          {
-            type: 'Ready',
-            status: 'False',
-            reason: 'ConnectionNotFound',
-            message: msg,
-            observedGeneration: g,
-          },
-        ],
-        new Date(),
-      ),
-      exposedModels: [],
-      missingModels: [],
-    };
+    const { status } = planAllowlist({
+      namespace,
+      name: current.metadata.name,
+      generation: current.metadata.generation ?? 0,
+      connectionName: connName,
+      connection: undefined,
+      previousStatus: current.status,
+      now: new Date(),
+    });
     if (!sameStatus(status, current.status ?? {})) {
       await this.patchStatus(ALLOWLISTS, namespace, current.metadata.name, status);
       this.metrics.statusWrites.inc({ kind: 'ModelAllowlist' });
