@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { handlingOf } from './errors.ts';
 import type { WorkQueue } from './queue.ts';
@@ -9,8 +8,17 @@ export interface ReconcileResult {
   requeueAfterMs?: number;
 }
 
+/** The logging a controller needs: pino's Logger, or the gateway's (fastify's) in standalone mode. */
+export interface Log {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  child(bindings: Record<string, unknown>): Log;
+}
+
 export interface ReconcileContext {
-  log: Logger;
+  log: Log;
   signal: AbortSignal;
 }
 
@@ -51,7 +59,7 @@ export interface ControllerOptions {
   name: string;
   queue: WorkQueue;
   reconcile: Reconciler;
-  log: Logger;
+  log: Log;
   metrics: ControllerMetrics;
   concurrency?: number;
   /** Upper bound on one reconcile, so a stuck call never holds a worker. */
