@@ -30,6 +30,23 @@ describe('work queue', () => {
     expect(await q.get()).toBeUndefined();
   });
 
+  it('deduplicates the adds of one burst even while a worker waits, and says when it is idle', async () => {
+    const q = new WorkQueue();
+    const next = q.get(); // a worker waiting for work
+    q.add('a');
+    q.add('a'); // the same burst (a relist, a reload): no second run
+    expect(q.idle).toBe(false);
+    expect(await next).toBe('a');
+    let idle = false;
+    const whenIdle = q.whenIdle().then(() => {
+      idle = true;
+    });
+    q.done('a');
+    await whenIdle;
+    expect([idle, q.idle, q.length]).toEqual([true, true, 0]);
+    q.shutdown();
+  });
+
   it('backs off per key exponentially with jitter and forgets on success', () => {
     const q = new WorkQueue({ baseDelayMs: 100, maxDelayMs: 1000 });
     const delays = [1, 2, 3, 4, 5, 6].map(() => q.addRateLimited('k'));
