@@ -11,7 +11,7 @@ import { planAllowlist } from '../operator/logic/allowlist-status.ts';
 import { type Verifier, verifyIfDueAndPlan } from '../operator/logic/reconcile.ts';
 import { verifyConnection } from '../operator/verification/verify.ts';
 import type { ConditionSummary } from '../snapshot/schema.ts';
-import { allowlistRefsFor } from './local-reconciler.ts';
+import { allowlistRefsFor } from './local-adapters.ts';
 import { formatError, loadManifests, type ManifestSet } from './manifests.ts';
 import { resolveSecretFromManifests } from './secrets.ts';
 

@@ -60,8 +60,7 @@ export class ControlLoop {
   private readonly connections: ConnectionController;
   private readonly allowlists: AllowlistController;
   private readonly controllers: Controller[] = [];
-  /** Callers waiting for a connection's next reconcile to finish. */
-  private readonly waiting = new Map<string, (() => void)[]>();
+  private stopped = false;
 
   constructor(o: ControlLoopOptions) {
     this.o = o;
@@ -131,16 +130,7 @@ export class ControlLoop {
     this.controllers.push(
       new Controller({
         ...controller('providerconnection', this.connQueue, o.concurrency ?? 16, 6 * 60_000),
-        reconcile: async (key, ctx) => {
-          // Taken at the start: a caller that asks while this reconcile runs waits for the next one.
-          const waiters = this.waiting.get(key);
-          this.waiting.delete(key);
-          try {
-            return await this.connections.reconcile(key, ctx);
-          } finally {
-            for (const w of waiters ?? []) w();
-          }
-        },
+        reconcile: (key, ctx) => this.connections.reconcile(key, ctx),
       }),
       new Controller({
         ...controller('modelallowlist', this.allowQueue, 4),
@@ -151,22 +141,18 @@ export class ControlLoop {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     await Promise.all(this.controllers.map((c) => c.stop()));
-    for (const ws of this.waiting.values()) for (const w of ws) w();
-    this.waiting.clear();
   }
 
-  /** Resolves once each of these connections has finished a reconcile that started after this call. */
-  reconciledOnce(keys: Iterable<string>): Promise<void> {
-    return Promise.all(
-      [...keys].map(
-        (key) =>
-          new Promise<void>((resolve) => {
-            const ws = this.waiting.get(key);
-            if (ws) ws.push(resolve);
-            else this.waiting.set(key, [resolve]);
-          }),
-      ),
-    ).then(() => undefined);
+  /**
+   * Resolves once nothing is queued or in flight on either controller: every change handed in so far, and the
+   * allowlists it touched, has been reconciled (standalone waits for this before it publishes a snapshot).
+   */
+  async idle(): Promise<void> {
+    while (!this.stopped && !(this.connQueue.idle && this.allowQueue.idle)) {
+      await this.connQueue.whenIdle();
+      await this.allowQueue.whenIdle();
+    }
   }
 }
