@@ -95,7 +95,11 @@ export async function startStandalone(o: StandaloneOptions): Promise<Standalone>
   // A config error stays reported (in /readyz and the log) while the last good config keeps serving, also
   // across the snapshots that later verifications publish.
   let configError: string | undefined;
-  const metrics = new OperatorMetrics({ registry: gateway.metrics.registry, defaultMetrics: false });
+  const metrics = new OperatorMetrics({ defaultMetrics: false });
+  for (const { name } of metrics.registry.getMetricsAsArray()) {
+    const m = metrics.registry.getSingleMetric(name);
+    if (m) gateway.metrics.registry.registerMetric(m);
+  }
   metrics.isLeader.set(1); // the only replica
   const snapshots = new SnapshotCompiler({
     sink: snapshotsToGateway(source, () => {

@@ -1,17 +1,10 @@
+import { objectKey } from '../kube/informer.ts';
 import type { Snapshot } from '../snapshot/schema.ts';
 import { AllowlistController } from './controllers/allowlist.ts';
 import { ConnectionController } from './controllers/connection.ts';
 import type { Verifier } from './logic/reconcile.ts';
 import type { OperatorMetrics } from './metrics.ts';
-import type {
-  AllowlistObject,
-  ConnectionObject,
-  EventSink,
-  ObjectSource,
-  SecretSource,
-  SnapshotEntries,
-  StatusSink,
-} from './ports.ts';
+import type { AllowlistObject, ConnectionObject, Ports } from './ports.ts';
 import { Controller, type Log, type ReconcileOutcome } from './runtime/controller.ts';
 import { WorkQueue } from './runtime/queue.ts';
 import { ReferenceIndex } from './runtime/reference-index.ts';
@@ -19,12 +12,7 @@ import { verifyConnection } from './verification/verify.ts';
 
 export type Change = 'add' | 'update' | 'delete';
 
-export interface ControlLoopOptions {
-  objects: ObjectSource;
-  secrets: SecretSource;
-  status: StatusSink;
-  events: EventSink;
-  snapshot: SnapshotEntries;
+export interface ControlLoopOptions extends Ports {
   metrics: OperatorMetrics;
   log: Log;
   /** verifyConnection, or a stand-in. */
@@ -35,8 +23,6 @@ export interface ControlLoopOptions {
   onReconciled?: (controller: string, key: string, outcome: ReconcileOutcome) => void;
 }
 
-const keyOf = (o: { metadata: { namespace?: string; name: string } }) =>
-  `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
 const secretRefOf = (c: ConnectionObject): string[] => {
   const name = c.spec?.apiKeySecretRef?.name;
   return typeof name === 'string' ? [`${c.metadata.namespace}/${name}`] : [];
@@ -93,7 +79,7 @@ export class ControlLoop {
   }
 
   onConnection(change: Change, obj: ConnectionObject, old?: ConnectionObject): void {
-    const key = keyOf(obj);
+    const key = objectKey(obj);
     if (change === 'delete') this.secretRefs.delete(key);
     else this.secretRefs.set(key, secretRefOf(obj));
     // Status writes come back as updates of the same generation; only spec changes and deletes need work.
@@ -102,7 +88,7 @@ export class ControlLoop {
   }
 
   onAllowlist(change: Change, obj: AllowlistObject, old?: AllowlistObject): void {
-    const key = keyOf(obj);
+    const key = objectKey(obj);
     if (change === 'delete') this.allowlistRefs.delete(key);
     else this.allowlistRefs.set(key, [connectionRefOf(obj)]);
     if (change === 'update' && old?.metadata.generation === obj.metadata.generation) return;

@@ -148,6 +148,8 @@ export class Operator {
   private async lead(): Promise<void> {
     this.running = true;
     this.metrics.isLeader.set(1);
+    this.objects = new InformerObjects();
+    this.secretInformers = [];
     const loop = new ControlLoop({
       objects: this.objects,
       secrets: secretsFromApi(this.client),
@@ -167,25 +169,20 @@ export class Operator {
       this.metrics.snapshotGeneration.set(previous.generation);
 
     const namespaces = this.o.watchNamespaces?.length ? this.o.watchNamespaces : [undefined];
-    const path = (plural: string, group: string, version: string, namespace?: string) => ({
-      path: resourcePath({ group, version, plural, namespace }),
-    });
+    const watch = <T extends ObjectWithMeta>(plural: string, namespace?: string, core = false) =>
+      new Informer<T>(
+        this.client,
+        {
+          path: resourcePath({ group: core ? '' : GROUP, version: core ? 'v1' : VERSION, plural, namespace }),
+          metadataOnly: core,
+        },
+        this.log,
+      );
     for (const ns of namespaces) {
-      const conns = new Informer<CachedConnection>(
-        this.client,
-        path(PLURALS.ProviderConnection, GROUP, VERSION, ns),
-        this.log,
-      );
-      const lists = new Informer<CachedAllowlist>(
-        this.client,
-        path(PLURALS.ModelAllowlist, GROUP, VERSION, ns),
-        this.log,
-      );
-      const secrets = new Informer<ObjectWithMeta>(
-        this.client,
-        { ...path('secrets', '', 'v1', ns), metadataOnly: true },
-        this.log,
-      );
+      const conns = watch<CachedConnection>(PLURALS.ProviderConnection, ns);
+      const lists = watch<CachedAllowlist>(PLURALS.ModelAllowlist, ns);
+      // Metadata only: a Secret event says which connections to reconcile; the key is read at reconcile time.
+      const secrets = watch<ObjectWithMeta>('secrets', ns, true);
       conns.on((change, obj, old) => loop.onConnection(change, obj, old));
       lists.on((change, obj, old) => loop.onAllowlist(change, obj, old));
       secrets.on((_change, obj) => loop.onSecret(objectKey(obj)));

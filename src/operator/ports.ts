@@ -70,3 +70,12 @@ export interface ObjectEvent {
 export interface EventSink {
   record(event: ObjectEvent): Promise<void>;
 }
+
+/** Every port the control loop takes. */
+export interface Ports {
+  objects: ObjectSource;
+  secrets: SecretSource;
+  status: StatusSink;
+  events: EventSink;
+  snapshot: SnapshotEntries;
+}

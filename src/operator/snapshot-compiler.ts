@@ -61,7 +61,6 @@ export class SnapshotCompiler {
   /** How long the last write took; a snapshot of tens of MiB takes seconds to compress and send. */
   private lastWriteMs = 0;
   lastError: string | undefined;
-  lastSyncAt = 0;
 
   constructor(o: SnapshotCompilerOptions) {
     this.o = o;
@@ -185,7 +184,6 @@ export class SnapshotCompiler {
       this.generation = generation;
       this.writtenHash = hash;
       this.lastError = undefined;
-      this.lastSyncAt = Date.now();
       this.o.onWritten?.(generation, bytes, secrets);
     } catch (err) {
       this.lastError = (err as Error).message;

@@ -16,46 +16,69 @@ import type { SecretState, VerificationMemory } from './connection-status.ts';
 import { type AllowlistRef, isGlob } from './exposure.ts';
 
 /**
- * Readiness as a chain of small named checks, cert-manager's policy chains: each check reads what the operator
- * observed and either passes (undefined) or says why the object is not Ready. The first failure gives Ready its
- * reason and message; a condition that depends on an earlier check is Unknown while that check fails.
+ * Readiness as a chain of small named checks, as cert-manager's policy chains: each check reads what was
+ * observed and passes (undefined) or says why the object is not Ready. The first failure gives Ready its reason
+ * and message; a condition that depends on an earlier check is Unknown with that check's reason while it fails.
  */
 
 type Reason = ConnectionReason | VerificationReason | AllowlistReadyReason | AllowlistRefReason;
+type State = Pick<DesiredCondition, 'status' | 'reason' | 'message'>;
 
-/** Why a check failed. */
-export interface CheckFailure {
+/** Why a check failed: Ready's status (False, or Unknown while it cannot be known yet), reason and message. */
+export interface CheckFailure extends State {
   reason: Reason;
-  message: string;
-  /** Ready's status: False, or Unknown while it cannot be known yet. */
   status: 'False' | 'Unknown';
   /** What the conditions this check gates say while it fails (default: `message`). */
   waiting?: string;
 }
 
 export type Check<I> = (input: I) => CheckFailure | undefined;
+type Failure = CheckFailure & { check: string; index: number };
 
-/** The first failing check of the chain, with its position; undefined when all pass. */
-export function firstFailure<I>(
-  chain: readonly Check<I>[],
-  input: I,
-): (CheckFailure & { check: string; index: number }) | undefined {
+/** The first failing check of the chain, with its name and position; undefined when all pass. */
+export function firstFailure<I>(chain: readonly Check<I>[], input: I): Failure | undefined {
   for (const [index, check] of chain.entries()) {
-    const failure = check(input);
-    if (failure) return { ...failure, check: check.name, index };
+    const f = check(input);
+    if (f) return { ...f, check: check.name, index };
   }
   return undefined;
 }
 
-const fail = (reason: Reason, message: string, status: 'False' | 'Unknown' = 'False'): CheckFailure => ({
+const state = (status: State['status'], reason: string, message: string): State => ({
+  status,
   reason,
   message,
+});
+const fail = (reason: Reason, message: string, status: 'False' | 'Unknown' = 'False'): CheckFailure => ({
   status,
+  reason,
+  message,
+});
+
+/**
+ * A condition that depends on the checks before position `gatedBy`: Unknown with the reason of the one that
+ * fails, else what `own` finds.
+ */
+function gated(type: string, gatedBy: number, f: Failure | undefined, own: () => State, g: number) {
+  const s = f && f.index < gatedBy ? state('Unknown', f.reason, f.waiting ?? f.message) : own();
+  return { type, ...s, observedGeneration: g };
+}
+
+/** A condition decided by one check: False with its failure, else `passed`. */
+function decidedBy<I>(check: Check<I>, input: I, passed: () => State): State {
+  const f = check(input);
+  return f ? state('False', f.reason, f.message) : passed();
+}
+
+/** Ready: the first failure, else `passed`. */
+const ready = (f: Failure | undefined, passed: () => State, g: number): DesiredCondition => ({
+  type: CONDITION_READY,
+  ...(f ? state(f.status, f.reason, f.message) : passed()),
+  observedGeneration: g,
 });
 
 // ---- ProviderConnection ----
 
-/** What a connection's checks read. */
 export interface ConnectionInput {
   namespace: string;
   spec: ProviderConnectionSpec;
@@ -75,26 +98,14 @@ export function connectionEnabled(i: ConnectionInput): CheckFailure | undefined 
 /** The Secret apiKeySecretRef names exists in the connection's namespace and holds the key. */
 export function apiKeyResolved(i: ConnectionInput): CheckFailure | undefined {
   const s = i.secret;
-  if (s.kind === 'notFound') {
-    return {
-      ...fail(
-        'SecretNotFound',
-        `Secret "${s.secretName}" was not found in namespace ${i.namespace}; create it with the API key under key "${i.spec.apiKeySecretRef?.key ?? 'apiKey'}"`,
-      ),
-      waiting: 'waiting for the API key',
-    };
-  }
-  if (s.kind === 'keyMissing') {
-    return {
-      ...fail(
-        'SecretKeyMissing',
-        s.message ??
-          `Secret "${s.secretName}" has no key "${s.key}"; add the API key under that key or set spec.apiKeySecretRef.key`,
-      ),
-      waiting: 'waiting for the API key',
-    };
-  }
-  return undefined;
+  if (s.kind !== 'notFound' && s.kind !== 'keyMissing') return undefined;
+  const message =
+    s.kind === 'notFound'
+      ? `Secret "${s.secretName}" was not found in namespace ${i.namespace}; create it with the API key under key "${i.spec.apiKeySecretRef?.key ?? 'apiKey'}"`
+      : (s.message ??
+        `Secret "${s.secretName}" has no key "${s.key}"; add the API key under that key or set spec.apiKeySecretRef.key`);
+  const reason = s.kind === 'notFound' ? 'SecretNotFound' : 'SecretKeyMissing';
+  return { ...fail(reason, message), waiting: 'waiting for the API key' };
 }
 
 /** A verification has finished since the operator started. */
@@ -124,12 +135,8 @@ export function modelsExposed(i: ConnectionInput): CheckFailure | undefined {
     );
   }
   const globs = i.allowlists.flatMap((a) => a.models.filter(isGlob));
-  return fail(
-    out.reason,
-    globs.length > 0
-      ? `${out.message}. The allowlists name only globs (${globs.slice(0, 5).join(', ')}), which need a model list to match`
-      : out.message,
-  );
+  const only = `. The allowlists name only globs (${globs.slice(0, 5).join(', ')}), which need a model list to match`;
+  return fail(out.reason, `${out.message}${globs.length > 0 ? only : ''}`);
 }
 
 /** A connection is Ready when every check passes, in this order. */
@@ -145,126 +152,70 @@ export const CONNECTION_READINESS: readonly Check<ConnectionInput>[] = [
 export const MANY_MODELS = 200;
 
 function staleSuffix(mem: VerificationMemory | undefined): string {
-  return mem?.lastGood
-    ? `; serving the last good list of ${mem.lastGood.models.length} models verified at ${kubeTime(new Date(mem.lastGood.at))} (stale)`
+  const good = mem?.lastGood;
+  return good
+    ? `; serving the last good list of ${good.models.length} models verified at ${kubeTime(new Date(good.at))} (stale)`
     : '';
 }
 
-type Own = Omit<DesiredCondition, 'type' | 'observedGeneration'>;
-
-const secretResolved = (i: ConnectionInput): Own =>
-  i.secret.kind === 'none'
-    ? {
-        status: 'True',
-        reason: 'NoSecretRequired',
-        message: 'no apiKeySecretRef: requests carry no API key',
-      }
-    : {
-        status: 'True',
-        reason: 'SecretResolved',
-        message: `API key read from Secret "${i.spec.apiKeySecretRef?.name}"`,
-      };
-
-/** The last verification; only read where verificationRan has passed. */
+/** The last verification; read only where verificationRan has passed. */
 const lastRun = (i: ConnectionInput) => i.memory as VerificationMemory;
 
-function verified(i: ConnectionInput): Own {
-  const out = lastRun(i).outcome;
-  if (out.ok) return { status: 'True', reason: 'Verified', message: `${i.spec.url}/models ${out.message}` };
-  return { status: worksWithoutList(out) ? 'True' : 'False', reason: out.reason, message: out.message };
+function secretResolved(i: ConnectionInput): State {
+  return i.secret.kind === 'none'
+    ? state('True', 'NoSecretRequired', 'no apiKeySecretRef: requests carry no API key')
+    : state('True', 'SecretResolved', `API key read from Secret "${i.spec.apiKeySecretRef?.name}"`);
 }
 
-function modelsDiscovered(i: ConnectionInput): Own {
+function verified(i: ConnectionInput): State {
+  const out = lastRun(i).outcome;
+  if (out.ok) return state('True', 'Verified', `${i.spec.url}/models ${out.message}`);
+  return state(worksWithoutList(out) ? 'True' : 'False', out.reason, out.message);
+}
+
+function modelsDiscovered(i: ConnectionInput): State {
   const mem = lastRun(i);
   const out = mem.outcome;
-  if (out.ok) {
-    return i.allowlists.length === 0 && out.models.length > MANY_MODELS
-      ? {
-          status: 'True',
-          reason: 'TooManyModels',
-          message: `${out.models.length} models discovered and all exposed; add a ModelAllowlist to expose only the models you use`,
-        }
-      : { status: 'True', reason: 'ModelsDiscovered', message: `${out.models.length} models discovered` };
+  const n = out.ok ? out.models.length : 0;
+  if (out.ok && i.allowlists.length === 0 && n > MANY_MODELS) {
+    const advice = 'add a ModelAllowlist to expose only the models you use';
+    return state('True', 'TooManyModels', `${n} models discovered and all exposed; ${advice}`);
   }
+  if (out.ok) return state('True', 'ModelsDiscovered', `${n} models discovered`);
   if (mem.lastGood && !worksWithoutList(out)) {
-    return {
-      status: 'True',
-      reason: 'StaleModelList',
-      message: `verification is failing (${out.reason})${staleSuffix(mem)}`,
-    };
+    return state('True', 'StaleModelList', `verification is failing (${out.reason})${staleSuffix(mem)}`);
   }
-  return { status: 'False', reason: out.reason, message: out.message };
+  return state('False', out.reason, out.message);
 }
 
-function connectionReady(i: ConnectionInput): Own {
+function served(i: ConnectionInput): State {
   const out = lastRun(i).outcome;
-  if (out.ok) return { status: 'True', reason: 'Verified', message: `${i.exposedCount} models exposed` };
+  if (out.ok) return state('True', 'Verified', `${i.exposedCount} models exposed`);
   // The probe checked URL and key; only the model list is missing, so the allowlists' exact IDs are served.
-  return {
-    status: 'True',
-    reason: out.reason,
-    message:
-      out.reason === 'ProbeAccepted'
-        ? `${i.exposedCount} allowlisted models exposed; the upstream does not list its models and answered the verification probe with success, so each verification may be billed (see Verified)`
-        : `${i.exposedCount} allowlisted models exposed; the upstream does not list its models`,
-  };
+  const listed = `${i.exposedCount} allowlisted models exposed; the upstream does not list its models`;
+  const billed =
+    ' and answered the verification probe with success, so each verification may be billed (see Verified)';
+  return state('True', out.reason, out.reason === 'ProbeAccepted' ? `${listed}${billed}` : listed);
 }
-
-/**
- * A condition that depends on the checks before `gatedBy`: while one of them fails it is Unknown with that
- * check's reason, otherwise it says what it found itself.
- */
-function gate<I>(
-  type: string,
-  gatedBy: number,
-  failure: ReturnType<typeof firstFailure<I>>,
-  own: () => Own,
-  generation: number,
-): DesiredCondition {
-  const state: Own =
-    failure && failure.index < gatedBy
-      ? { status: 'Unknown', reason: failure.reason, message: failure.waiting ?? failure.message }
-      : own();
-  return { type, ...state, observedGeneration: generation };
-}
-
-/** An own condition from the check that decides it: False with its failure, else `passed`. */
-const decidedBy = <I>(check: Check<I>, input: I, passed: () => Own): Own => {
-  const f = check(input);
-  return f ? { status: 'False', reason: f.reason, message: f.message } : passed();
-};
 
 const position = (check: Check<ConnectionInput>) => CONNECTION_READINESS.indexOf(check);
 
-/** A connection's four conditions: SecretResolved, Verified and ModelsDiscovered, and Ready from the chain. */
-export function connectionConditions(i: ConnectionInput, generation: number): DesiredCondition[] {
-  const failure = firstFailure(CONNECTION_READINESS, i);
-  const afterVerification = position(verificationRan) + 1;
+/** A connection's conditions: SecretResolved, Verified and ModelsDiscovered, and Ready from the chain. */
+export function connectionConditions(i: ConnectionInput, g: number): DesiredCondition[] {
+  const f = firstFailure(CONNECTION_READINESS, i);
+  const ran = position(verificationRan) + 1;
+  const secret = () => decidedBy(apiKeyResolved, i, () => secretResolved(i));
   return [
-    gate(
-      CONDITION_SECRET_RESOLVED,
-      position(apiKeyResolved),
-      failure,
-      () => decidedBy(apiKeyResolved, i, () => secretResolved(i)),
-      generation,
-    ),
-    gate(CONDITION_VERIFIED, afterVerification, failure, () => verified(i), generation),
-    gate(CONDITION_MODELS_DISCOVERED, afterVerification, failure, () => modelsDiscovered(i), generation),
-    failure
-      ? {
-          type: CONDITION_READY,
-          status: failure.status,
-          reason: failure.reason,
-          message: failure.message,
-          observedGeneration: generation,
-        }
-      : { type: CONDITION_READY, ...connectionReady(i), observedGeneration: generation },
+    gated(CONDITION_SECRET_RESOLVED, position(apiKeyResolved), f, secret, g),
+    gated(CONDITION_VERIFIED, ran, f, () => verified(i), g),
+    gated(CONDITION_MODELS_DISCOVERED, ran, f, () => modelsDiscovered(i), g),
+    ready(f, () => served(i), g),
   ];
 }
 
 // ---- ModelAllowlist ----
 
-/** What its connection decided for one allowlist (the connection's reconcile computes it; see ConnectionView). */
+/** What a connection decided for one of its allowlists (computed by the connection's reconcile). */
 export interface AllowlistExposureView {
   /** The allowlist's generation the connection planned with. */
   generation: number | undefined;
@@ -276,10 +227,10 @@ export interface AllowlistExposureView {
   unmatchableGlobs: string[];
 }
 
-/** What an allowlist's checks read of its connection: the connection's state and what it exposes of the list. */
+/** What an allowlist's checks read of its connection. */
 export interface ConnectionView {
   enabled: boolean;
-  ready: Pick<DesiredCondition, 'status' | 'reason' | 'message'>;
+  ready: State;
   /** Why globs cannot match here, for GlobNeedsModelList. */
   globsUnmatchable: string;
   allowlists: Map<string, AllowlistExposureView>;
@@ -290,17 +241,14 @@ export interface AllowlistInput {
   connectionName: string;
   /** Undefined when no such connection exists. */
   connection: ConnectionView | undefined;
-  /** What the connection exposes of this list (empty when it does not exist). */
   exposure: AllowlistExposureView;
 }
 
 /** spec.connectionRef names a connection in the allowlist's namespace. */
 export function connectionExists(i: AllowlistInput): CheckFailure | undefined {
   if (i.connection) return undefined;
-  return fail(
-    'ConnectionNotFound',
-    `ProviderConnection "${i.connectionName}" does not exist in namespace ${i.namespace}`,
-  );
+  const message = `ProviderConnection "${i.connectionName}" does not exist in namespace ${i.namespace}`;
+  return fail('ConnectionNotFound', message);
 }
 
 /** The connection is enabled. */
@@ -314,19 +262,20 @@ export function globsCanMatch(i: AllowlistInput): CheckFailure | undefined {
   const globs = i.exposure.unmatchableGlobs;
   if (globs.length === 0) return undefined;
   const exact = i.exposure.exposedModels.length;
+  const them = globs.length > 1 ? 'them' : 'it';
   return fail(
     'GlobNeedsModelList',
-    `${globs.map((x) => JSON.stringify(x)).join(', ')} can never match: ${i.connection?.globsUnmatchable}; replace ${globs.length > 1 ? 'them' : 'it'} with the exact model IDs you use${exact > 0 ? ` (the ${exact} exact IDs are exposed)` : ''}`,
+    `${globs.map((x) => JSON.stringify(x)).join(', ')} can never match: ${i.connection?.globsUnmatchable}; replace ${them} with the exact model IDs you use${exact > 0 ? ` (the ${exact} exact IDs are exposed)` : ''}`,
   );
 }
 
 /** The connection is Ready, or serves something of this list anyway (a stale list). */
 export function connectionServes(i: AllowlistInput): CheckFailure | undefined {
-  const ready = i.connection?.ready;
-  if (!ready || ready.status === 'True' || i.exposure.exposedModels.length > 0) return undefined;
+  const r = i.connection?.ready;
+  if (!r || r.status === 'True' || i.exposure.exposedModels.length > 0) return undefined;
   return fail(
     'ConnectionNotReady',
-    `ProviderConnection "${i.connectionName}" is not ready (${ready.reason}): ${ready.message}`,
+    `ProviderConnection "${i.connectionName}" is not ready (${r.reason}): ${r.message}`,
   );
 }
 
@@ -334,10 +283,8 @@ export function connectionServes(i: AllowlistInput): CheckFailure | undefined {
 export function modelsPresent(i: AllowlistInput): CheckFailure | undefined {
   const missing = i.exposure.missingModels;
   if (missing.length === 0) return undefined;
-  return fail(
-    'ModelsMissing',
-    `the upstream does not offer ${missing.length} listed model(s): ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', ...' : ''}`,
-  );
+  const shown = `${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', ...' : ''}`;
+  return fail('ModelsMissing', `the upstream does not offer ${missing.length} listed model(s): ${shown}`);
 }
 
 /** An allowlist is Ready when every check passes, in this order. */
@@ -350,34 +297,11 @@ export const ALLOWLIST_READINESS: readonly Check<AllowlistInput>[] = [
 ];
 
 /** An allowlist's conditions: ResolvedRefs, and Ready from the chain. */
-export function allowlistConditions(i: AllowlistInput, generation: number): DesiredCondition[] {
-  const failure = firstFailure(ALLOWLIST_READINESS, i);
-  const resolved = gate(
-    CONDITION_RESOLVED_REFS,
-    ALLOWLIST_READINESS.indexOf(connectionExists),
-    failure,
-    () =>
-      decidedBy(connectionExists, i, () => ({
-        status: 'True',
-        reason: 'ConnectionFound',
-        message: `ProviderConnection "${i.connectionName}" found`,
-      })),
-    generation,
-  );
-  const ready: DesiredCondition = failure
-    ? {
-        type: CONDITION_READY,
-        status: failure.status,
-        reason: failure.reason,
-        message: failure.message,
-        observedGeneration: generation,
-      }
-    : {
-        type: CONDITION_READY,
-        status: 'True',
-        reason: 'ModelsExposed',
-        message: `${i.exposure.exposedModels.length} models exposed`,
-        observedGeneration: generation,
-      };
-  return [resolved, ready];
+export function allowlistConditions(i: AllowlistInput, g: number): DesiredCondition[] {
+  const f = firstFailure(ALLOWLIST_READINESS, i);
+  const found = () => state('True', 'ConnectionFound', `ProviderConnection "${i.connectionName}" found`);
+  return [
+    { type: CONDITION_RESOLVED_REFS, ...decidedBy(connectionExists, i, found), observedGeneration: g },
+    ready(f, () => state('True', 'ModelsExposed', `${i.exposure.exposedModels.length} models exposed`), g),
+  ];
 }
