@@ -76,6 +76,15 @@ export const AllowlistReadyReasons = [
 ] as const;
 export type AllowlistReadyReason = (typeof AllowlistReadyReasons)[number];
 
+/** The reasons of a ModelAllowlist's `ResolvedRefs` condition. */
+export const AllowlistRefReasons = [
+  /** spec.connectionRef names a ProviderConnection in the namespace. */
+  'ConnectionFound',
+  /** It names none. */
+  'ConnectionNotFound',
+] as const;
+export type AllowlistRefReason = (typeof AllowlistRefReasons)[number];
+
 /** Ready reasons that are the allowlist's own fault rather than its connection's: fix the list itself. */
 export const ALLOWLIST_FAULTS: readonly AllowlistReadyReason[] = ['ModelsMissing', 'GlobNeedsModelList'];
 export const isAllowlistFault = (reason: string) => (ALLOWLIST_FAULTS as readonly string[]).includes(reason);

@@ -2,15 +2,17 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Counter, Gauge } from 'prom-client';
 import { buildGateway, type Gateway } from '../gateway/app.ts';
 import { type ClientKeysSource, FileClientKeys, StaticClientKeys } from '../gateway/client-keys.ts';
 import { watchFiles } from '../gateway/file-feed.ts';
 import { MemorySnapshotSource } from '../gateway/snapshot-source.ts';
+import { ControlLoop } from '../operator/control-loop.ts';
 import type { Verifier } from '../operator/logic/reconcile.ts';
-import { verifyConnection } from '../operator/verification/verify.ts';
+import { OperatorMetrics } from '../operator/metrics.ts';
+import type { Log } from '../operator/runtime/controller.ts';
+import { SnapshotCompiler } from '../operator/snapshot-compiler.ts';
 import { parseDurationMs, parseListen } from './args.ts';
-import { LocalReconciler } from './local-reconciler.ts';
+import { eventsToLog, ManifestStore, snapshotsToGateway } from './local-adapters.ts';
 import { formatError, loadManifests, type ManifestSet } from './manifests.ts';
 import { localHosts, SERVER_FLAGS, SERVER_USAGE, serverOptions } from './server-flags.ts';
 import { shutdownOnSignals } from './shutdown.ts';
@@ -86,32 +88,58 @@ export async function startStandalone(o: StandaloneOptions): Promise<Standalone>
     allowedHosts: localHosts(o.host),
     ...o.server,
   });
-  const log = gateway.app.log.child({ component: 'standalone' });
-  const metrics = connectionMetrics(gateway);
+  const log = gateway.app.log.child({ component: 'standalone' }) as Log;
 
+  // The operator's control loop on files: the same queues, controllers, snapshot compiler and metrics, with the
+  // manifests as objects, the environment for ${ENV} keys, status in memory and Events as log lines.
   // A config error stays reported (in /readyz and the log) while the last good config keeps serving, also
   // across the snapshots that later verifications publish.
   let configError: string | undefined;
-  const reconciler = new LocalReconciler({
-    verify: o.verify ?? verifyConnection,
-    env: o.env,
-    log,
-    onSnapshot: (snapshot) => {
-      source.set(snapshot);
+  const metrics = new OperatorMetrics({ defaultMetrics: false });
+  for (const { name } of metrics.registry.getMetricsAsArray()) {
+    const m = metrics.registry.getSingleMetric(name);
+    if (m) gateway.metrics.registry.registerMetric(m);
+  }
+  metrics.isLeader.set(1); // the only replica
+  const snapshots = new SnapshotCompiler({
+    sink: snapshotsToGateway(source, () => {
       if (configError) source.reportError(configError);
-    },
-    onReconciled: (key, step) => {
-      const [namespace, name] = key.split('/') as [string, string];
-      metrics.up.set({ namespace, name }, step.plan.ready.status === 'True' ? 1 : 0);
-      metrics.exposed.set({ namespace, name }, step.plan.status.exposedModelCount ?? 0);
-      if (step.verified) metrics.results.inc({ reason: step.verified.reason });
-    },
-    onForget: (key) => {
-      const [namespace, name] = key.split('/') as [string, string];
-      metrics.up.remove({ namespace, name });
-      metrics.exposed.remove({ namespace, name });
+    }),
+    log,
+    // Published only after the first full round, so the gateway starts with every connection verified.
+    held: true,
+    onWritten: (generation) => {
+      metrics.snapshotGeneration.set(generation);
+      metrics.snapshotLastSync.set(Date.now() / 1000);
     },
   });
+  const store = new ManifestStore(o.env);
+  const loop = new ControlLoop({
+    objects: store,
+    secrets: store,
+    status: store,
+    events: eventsToLog(log),
+    snapshot: snapshots,
+    metrics,
+    log,
+    ...(o.verify ? { verify: o.verify } : {}),
+  });
+  loop.start();
+  /** Hands the manifests to the loop and waits until it has reconciled what changed and published the result. */
+  const apply = async (set: ManifestSet) => {
+    store.apply(set, loop);
+    await loop.idle();
+    snapshots.sync();
+    await snapshots.flush();
+  };
+  const summary = () => {
+    const all = snapshots.values();
+    return { connections: all.length, ready: all.filter((c) => c.status.ready.status === 'True').length };
+  };
+  const stopLoop = async () => {
+    await loop.stop();
+    snapshots.stop();
+  };
 
   let applied: ManifestSet = first;
   let lastSeen = first.fingerprint;
@@ -126,8 +154,8 @@ export async function startStandalone(o: StandaloneOptions): Promise<Standalone>
       { file: `${s.origin.file}#${s.origin.doc}`, kind: s.kind },
       'ignoring a document of another kind',
     );
-  await reconciler.apply(first);
-  log.info({ ...describe(first), ...reconciler.summary() }, 'manifests loaded');
+  await apply(first);
+  log.info({ ...describe(first), ...summary() }, 'manifests loaded');
 
   let reloading: Promise<void> | undefined;
   let pending = false;
@@ -149,11 +177,11 @@ export async function startStandalone(o: StandaloneOptions): Promise<Standalone>
     const recovered = configError !== undefined;
     configError = undefined;
     applied = set;
-    await reconciler.apply(set);
+    await apply(set);
     // An unchanged snapshot publishes nothing; clear the reported error explicitly.
     const current = source.current();
     if (recovered && current) source.set(current);
-    log.info({ ...describe(applied), ...reconciler.summary() }, 'manifests reloaded');
+    log.info({ ...describe(applied), ...summary() }, 'manifests reloaded');
   };
   const reload = async (): Promise<void> => {
     if (reloading) {
@@ -181,7 +209,7 @@ export async function startStandalone(o: StandaloneOptions): Promise<Standalone>
     url = await gateway.listen(o.host, o.port);
   } catch (err) {
     stopWatching();
-    reconciler.stop();
+    await stopLoop();
     await gateway.close();
     throw err;
   }
@@ -192,34 +220,9 @@ export async function startStandalone(o: StandaloneOptions): Promise<Standalone>
     reload,
     drain: async () => {
       stopWatching();
-      reconciler.stop();
+      await stopLoop();
       await gateway.drain();
     },
-  };
-}
-
-/** The operator's per-connection metrics, on the gateway's /metrics. */
-function connectionMetrics(gateway: Gateway) {
-  const registers = [gateway.metrics.registry];
-  return {
-    up: new Gauge({
-      name: 'plugboard_connection_up',
-      help: '1 when the connection is Ready, else 0.',
-      labelNames: ['namespace', 'name'],
-      registers,
-    }),
-    exposed: new Gauge({
-      name: 'plugboard_connection_models_exposed',
-      help: 'Models the gateway exposes for the connection.',
-      labelNames: ['namespace', 'name'],
-      registers,
-    }),
-    results: new Counter({
-      name: 'plugboard_verification_results_total',
-      help: 'Verification outcomes by condition reason.',
-      labelNames: ['reason'],
-      registers,
-    }),
   };
 }
 

@@ -7,10 +7,11 @@ import {
   policyFromFlags,
   setAddressPolicy,
 } from '../net/address-policy.ts';
+import { planAllowlist } from '../operator/logic/allowlist-status.ts';
 import { type Verifier, verifyIfDueAndPlan } from '../operator/logic/reconcile.ts';
 import { verifyConnection } from '../operator/verification/verify.ts';
 import type { ConditionSummary } from '../snapshot/schema.ts';
-import { allowlistRefsFor } from './local-reconciler.ts';
+import { allowlistRefsFor } from './local-adapters.ts';
 import { formatError, loadManifests, type ManifestSet } from './manifests.ts';
 import { resolveSecretFromManifests } from './secrets.ts';
 
@@ -116,18 +117,27 @@ export async function checkConnections(
       exposedModelCount: plan.status.exposedModelCount ?? 0,
       models: plan.snapshot.models.map((m) => m.id),
     });
-    for (const a of plan.allowlists) {
-      const loaded = set.allowlists.find((x) => x.namespace === c.namespace && x.name === a.name);
-      const ready = summary(a.conditions.find((x) => x.type === 'Ready'));
+    for (const loaded of set.allowlists) {
+      if (loaded.namespace !== c.namespace || loaded.value.spec.connectionRef.name !== c.name) continue;
+      const a = planAllowlist({
+        namespace: c.namespace,
+        name: loaded.name,
+        generation: loaded.value.metadata.generation ?? 1,
+        connectionName: c.name,
+        connection: plan.view,
+        previousStatus: undefined,
+        now: new Date(),
+      });
+      const ready = summary(a.ready);
       allowlists.push({
         namespace: c.namespace,
-        name: a.name,
-        file: loaded ? `${loaded.origin.file}#${loaded.origin.doc}` : '',
+        name: loaded.name,
+        file: `${loaded.origin.file}#${loaded.origin.doc}`,
         connection: c.name,
         // A disabled or failing connection is reported on its own line; the allowlist fails for its own faults.
         result: disabled ? 'skip' : isAllowlistFault(ready.reason) ? 'fail' : 'pass',
         ready,
-        missingModels: a.missingModels,
+        missingModels: a.exposure.missingModels,
       });
     }
   }

@@ -1,7 +1,10 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { ControllerMetrics } from './runtime/controller.ts';
 
-/** Every metric the operator exports; docs/operations.md lists them with their meaning. */
+/**
+ * Every metric of the reconciler, defined once for the operator and standalone mode (which registers them on the
+ * gateway's registry as well); docs/operations.md lists them with their meaning.
+ */
 export class OperatorMetrics {
   readonly registry = new Registry();
   readonly controller = new ControllerMetrics(this.registry);
@@ -74,8 +77,9 @@ export class OperatorMetrics {
     registers: [this.registry],
   });
 
-  constructor() {
-    collectDefaultMetrics({ register: this.registry });
+  /** `defaultMetrics: false` where another registry already collects the process metrics. */
+  constructor(o: { defaultMetrics?: boolean } = {}) {
+    if (o.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
   }
 
   forgetConnection(namespace: string, name: string) {

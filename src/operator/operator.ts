@@ -1,43 +1,26 @@
 import { createServer, type Server } from 'node:http';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { API_VERSION, GROUP, VERSION } from '../api/common.ts';
-import { REASON_INVALID_SPEC } from '../api/conditions.ts';
-import type { ModelAllowlist, ModelAllowlistStatus } from '../api/model-allowlist.ts';
-import {
-  type ProviderConnection,
-  ProviderConnectionSpec,
-  type ProviderConnectionStatus,
-} from '../api/provider-connection.ts';
-import { describeIssues } from '../api/validate.ts';
+import { GROUP, VERSION } from '../api/common.ts';
 import type { KubeAuth } from '../kube/auth.ts';
-import { KubeClient, KubeError, resourcePath } from '../kube/client.ts';
+import { KubeClient, resourcePath } from '../kube/client.ts';
 import { Informer, type ObjectWithMeta, objectKey } from '../kube/informer.ts';
 import { SNAPSHOT_SECRET_NAME } from '../snapshot/codec.ts';
 import {
-  type ConnectionPlan,
-  normaliseStatus,
-  type SecretState,
-  type VerificationMemory,
-} from './logic/connection-status.ts';
-import type { AllowlistRef } from './logic/exposure.ts';
-import { planInvalidSpec } from './logic/invalid-spec.ts';
-import { verifyIfDueAndPlan } from './logic/reconcile.ts';
+  type CachedAllowlist,
+  type CachedConnection,
+  eventsToApi,
+  InformerObjects,
+  PLURALS,
+  secretsFromApi,
+  statusToApi,
+} from './adapters/kube.ts';
+import { ControlLoop } from './control-loop.ts';
 import { OperatorMetrics } from './metrics.ts';
-import { type Condition, mergeConditions } from './runtime/conditions.ts';
-import {
-  Controller,
-  type ReconcileContext,
-  type ReconcileOutcome,
-  type ReconcileResult,
-  TerminalError,
-} from './runtime/controller.ts';
+import type { ReconcileOutcome } from './runtime/controller.ts';
 import { EventRecorder } from './runtime/events.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
-import { WorkQueue } from './runtime/queue.ts';
-import { ReferenceIndex } from './runtime/reference-index.ts';
 import { SnapshotWriter } from './snapshot-writer.ts';
-import { verifyConnection } from './verification/verify.ts';
 
 export interface OperatorOptions {
   /** A kubeconfig, or the in-cluster service account (src/kube/auth.ts). */
@@ -66,38 +49,19 @@ export interface OperatorOptions {
   onReconciled?: (controller: string, key: string, outcome: ReconcileOutcome) => void;
 }
 
-type Conn = ProviderConnection & ObjectWithMeta;
-type Allow = ModelAllowlist & ObjectWithMeta;
-interface SecretMeta extends ObjectWithMeta {}
-interface Secret {
-  metadata: { resourceVersion?: string };
-  data?: Record<string, string>;
-}
-
-const CONNECTIONS = 'providerconnections';
-/** `namespace/name` of the Secret a connection reads its key from, for the Secret → connections index. */
-const secretRefOf = (c: Conn): string[] => {
-  const name = c.spec?.apiKeySecretRef?.name;
-  return typeof name === 'string' ? [`${c.metadata?.namespace}/${name}`] : [];
-};
-const ALLOWLISTS = 'modelallowlists';
-
+/**
+ * The manager: leader election, probes and metrics, and, while leading, the informers that feed the control
+ * loop (control-loop.ts) through the Kubernetes adapters (adapters/kube.ts) and the snapshot Secret writer.
+ */
 export class Operator {
   readonly metrics = new OperatorMetrics();
   private readonly o: OperatorOptions;
   private readonly client: KubeClient;
   private readonly log: Logger;
-  private readonly events: EventRecorder;
-  private readonly memory = new Map<string, VerificationMemory>();
-  /** Secret `namespace/name` → the connections whose apiKeySecretRef names it. */
-  private readonly secretRefs = new ReferenceIndex();
-  private readonly connInformers: Informer<Conn>[] = [];
-  private readonly allowInformers: Informer<Allow>[] = [];
-  private readonly secretInformers: Informer<SecretMeta>[] = [];
-  private readonly connQueue = new WorkQueue();
-  private readonly allowQueue = new WorkQueue();
-  private readonly controllers: Controller[] = [];
   private readonly writer: SnapshotWriter;
+  private objects = new InformerObjects();
+  private secretInformers: Informer<ObjectWithMeta>[] = [];
+  private loop: ControlLoop | undefined;
   private elector: LeaderElector | undefined;
   private server: Server | undefined;
   private running = false;
@@ -107,7 +71,6 @@ export class Operator {
     this.o = o;
     this.client = new KubeClient(o.kubeConfig);
     this.log = o.log;
-    this.events = new EventRecorder(this.client, 'plugboard-operator', o.log);
     this.writer = new SnapshotWriter({
       client: this.client,
       namespace: o.namespace,
@@ -177,120 +140,65 @@ export class Operator {
     await this.writer.flush();
   }
 
-  private namespaces(): (string | undefined)[] {
-    return this.o.watchNamespaces?.length ? this.o.watchNamespaces : [undefined];
+  /** Every informer, for start, sync, readiness and stop. */
+  private informers(): Pick<Informer<ObjectWithMeta>, 'start' | 'waitForSync' | 'hasSynced' | 'stop'>[] {
+    return [...this.objects.connections, ...this.objects.allowlists, ...this.secretInformers];
   }
 
   private async lead(): Promise<void> {
     this.running = true;
     this.metrics.isLeader.set(1);
+    this.objects = new InformerObjects();
+    this.secretInformers = [];
+    const loop = new ControlLoop({
+      objects: this.objects,
+      secrets: secretsFromApi(this.client),
+      status: statusToApi(this.client),
+      events: eventsToApi(new EventRecorder(this.client, 'plugboard-operator', this.log)),
+      snapshot: this.writer,
+      metrics: this.metrics,
+      log: this.log,
+      concurrency: this.o.concurrency,
+      onReconciled: this.o.onReconciled,
+    });
+    this.loop = loop;
+    // The snapshot already there keeps routing (and its last good lists) across the restart.
     const previous = await this.writer.load();
-    for (const c of previous?.connections ?? []) {
-      // Seed the last good models so a failing upstream keeps serving after a restart.
-      const at = c.status.lastVerifiedTime ? Date.parse(c.status.lastVerifiedTime) : Date.now();
-      this.memory.set(`${c.namespace}/${c.name}`, {
-        fingerprint: '',
-        outcome: {
-          ok: false,
-          reason: 'UpstreamError',
-          message: 'not verified since the operator started',
-          durationMs: 0,
-        },
-        checkedAt: 0,
-        nextDueAt: 0,
-        consecutiveFailures: 0,
-        lastGood: {
-          models: c.models.map((m) => {
-            // The exposed ID without the connection's prefix; the listed ID when the upstream spells it otherwise.
-            const id = c.modelPrefix ? m.id.slice(c.modelPrefix.length + 1) : m.id;
-            return {
-              id,
-              ...(id !== m.upstreamId ? { upstreamId: m.upstreamId } : {}),
-              created: m.created,
-              ownedBy: m.ownedBy,
-            };
-          }),
-          at,
-        },
-      });
-    }
+    if (previous) loop.seed(previous);
     if (this.o.snapshotSecretName === undefined && previous)
       this.metrics.snapshotGeneration.set(previous.generation);
 
-    for (const ns of this.namespaces()) {
-      const connInf = new Informer<Conn>(
-        this.client,
-        { path: resourcePath({ group: GROUP, version: VERSION, plural: CONNECTIONS, namespace: ns }) },
-        this.log,
-      );
-      const allowInf = new Informer<Allow>(
-        this.client,
-        { path: resourcePath({ group: GROUP, version: VERSION, plural: ALLOWLISTS, namespace: ns }) },
-        this.log,
-      );
-      const secretInf = new Informer<SecretMeta>(
+    const namespaces = this.o.watchNamespaces?.length ? this.o.watchNamespaces : [undefined];
+    const watch = <T extends ObjectWithMeta>(plural: string, namespace?: string, core = false) =>
+      new Informer<T>(
         this.client,
         {
-          path: resourcePath({ group: '', version: 'v1', plural: 'secrets', namespace: ns }),
-          metadataOnly: true,
+          path: resourcePath({ group: core ? '' : GROUP, version: core ? 'v1' : VERSION, plural, namespace }),
+          metadataOnly: core,
         },
         this.log,
       );
-      connInf.on((ev, obj, old) => {
-        if (ev === 'delete') this.secretRefs.delete(objectKey(obj));
-        else this.secretRefs.set(objectKey(obj), secretRefOf(obj));
-        // Our own status writes come back as updates; only spec (generation) changes and deletes need work.
-        if (ev === 'update' && old?.metadata?.generation === obj.metadata?.generation) return;
-        this.connQueue.add(objectKey(obj));
-      });
-      allowInf.on((ev, obj, old) => {
-        if (ev === 'update' && old?.metadata?.generation === obj.metadata?.generation) return;
-        const ns = obj.metadata?.namespace as string;
-        this.connQueue.add(`${ns}/${obj.spec?.connectionRef?.name}`);
-        if (old && old.spec?.connectionRef?.name !== obj.spec?.connectionRef?.name) {
-          this.connQueue.add(`${ns}/${old.spec?.connectionRef?.name}`);
-        }
-        if (ev !== 'delete') this.allowQueue.add(objectKey(obj));
-      });
-      secretInf.on((_ev, obj) => {
-        for (const key of this.secretRefs.referrers(objectKey(obj))) this.connQueue.add(key);
-      });
-      this.connInformers.push(connInf);
-      this.allowInformers.push(allowInf);
-      this.secretInformers.push(secretInf);
+    for (const ns of namespaces) {
+      const conns = watch<CachedConnection>(PLURALS.ProviderConnection, ns);
+      const lists = watch<CachedAllowlist>(PLURALS.ModelAllowlist, ns);
+      // Metadata only: a Secret event says which connections to reconcile; the key is read at reconcile time.
+      const secrets = watch<ObjectWithMeta>('secrets', ns, true);
+      conns.on((change, obj, old) => loop.onConnection(change, obj, old));
+      lists.on((change, obj, old) => loop.onAllowlist(change, obj, old));
+      secrets.on((_change, obj) => loop.onSecret(objectKey(obj)));
+      this.objects.connections.push(conns);
+      this.objects.allowlists.push(lists);
+      this.secretInformers.push(secrets);
     }
-    const all = [...this.connInformers, ...this.allowInformers, ...this.secretInformers];
+    const all = this.informers();
     for (const inf of all) inf.start();
     await Promise.all(all.map((i) => i.waitForSync()));
 
     // Connections deleted while no operator ran leave the snapshot now.
-    const live = new Set(this.allConnections().map(objectKey));
+    const live = new Set(this.objects.allConnections().map(objectKey));
     for (const key of this.writer.keys()) if (!live.has(key)) this.writer.delete(key);
     this.writer.sync();
-
-    const concurrency = this.o.concurrency ?? 16;
-    this.controllers.push(
-      new Controller({
-        name: 'providerconnection',
-        queue: this.connQueue,
-        reconcile: (key, ctx) => this.reconcileConnection(key, ctx),
-        log: this.log,
-        metrics: this.metrics.controller,
-        concurrency,
-        timeoutMs: 6 * 60_000,
-        onReconciled: (key, outcome) => this.o.onReconciled?.('providerconnection', key, outcome),
-      }),
-      new Controller({
-        name: 'modelallowlist',
-        queue: this.allowQueue,
-        reconcile: (key, ctx) => this.reconcileAllowlist(key, ctx),
-        log: this.log,
-        metrics: this.metrics.controller,
-        concurrency: 4,
-        onReconciled: (key, outcome) => this.o.onReconciled?.('modelallowlist', key, outcome),
-      }),
-    );
-    for (const c of this.controllers) c.start();
+    loop.start();
     this.log.info({ connections: live.size }, 'operator started');
   }
 
@@ -298,262 +206,16 @@ export class Operator {
   private async stopControllers(flush: boolean): Promise<void> {
     if (!this.running) return;
     this.running = false;
-    await Promise.all(this.controllers.map((c) => c.stop()));
+    await this.loop?.stop();
     if (flush) await this.writer.flush();
     this.writer.stop();
-    await Promise.all(
-      [...this.connInformers, ...this.allowInformers, ...this.secretInformers].map((i) => i.stop()),
-    );
-  }
-
-  private allConnections(): Conn[] {
-    return this.connInformers.flatMap((i) => i.list());
-  }
-
-  private findConnection(key: string): Conn | undefined {
-    for (const i of this.connInformers) {
-      const c = i.get(key);
-      if (c) return c;
-    }
-    return undefined;
-  }
-
-  private allowlistsFor(namespace: string, name: string): Allow[] {
-    return this.allowInformers
-      .flatMap((i) => i.list())
-      .filter((a) => a.metadata?.namespace === namespace && a.spec?.connectionRef?.name === name);
-  }
-
-  private async resolveSecret(
-    namespace: string,
-    spec: ProviderConnectionSpec,
-    signal: AbortSignal,
-  ): Promise<SecretState> {
-    const ref = spec.apiKeySecretRef;
-    if (!ref) return { kind: 'none' };
-    try {
-      const s = await this.client.get<Secret>(`/api/v1/namespaces/${namespace}/secrets/${ref.name}`, {
-        signal,
-      });
-      const raw = s.data?.[ref.key];
-      if (raw === undefined) return { kind: 'keyMissing', secretName: ref.name, key: ref.key };
-      return {
-        kind: 'resolved',
-        apiKey: Buffer.from(raw, 'base64').toString('utf8').trim(),
-        version: s.metadata.resourceVersion ?? '',
-      };
-    } catch (err) {
-      // 403 is reported like 404 so the message never reveals what exists where the operator may not look.
-      if (KubeError.is(err, 404) || KubeError.is(err, 403)) return { kind: 'notFound', secretName: ref.name };
-      throw err;
-    }
-  }
-
-  private async reconcileConnection(
-    key: string,
-    ctx: ReconcileContext,
-  ): Promise<ReconcileResult | undefined> {
-    const [namespace, name] = key.split('/') as [string, string];
-    const cached = this.findConnection(key);
-    if (!cached || cached.metadata?.deletionTimestamp) {
-      this.memory.delete(key);
-      this.writer.delete(key);
-      this.metrics.forgetConnection(namespace, name);
-      for (const a of this.allowlistsFor(namespace, name)) this.allowQueue.add(objectKey(a));
-      return undefined;
-    }
-    const obj = structuredClone(cached);
-    const parsed = ProviderConnectionSpec.safeParse(obj.spec);
-    if (!parsed.success) return this.stallConnection(obj, describeIssues(parsed.error));
-    const spec = parsed.data;
-    const secret = await this.resolveSecret(namespace, spec, ctx.signal);
-    const allowlists: AllowlistRef[] = this.allowlistsFor(namespace, name).map((a) => ({
-      name: a.metadata.name,
-      generation: a.metadata.generation,
-      models: a.spec.models,
-    }));
-
-    const step = await verifyIfDueAndPlan(
-      {
-        namespace,
-        name,
-        generation: obj.metadata.generation ?? 0,
-        spec,
-        secret,
-        allowlists,
-        memory: this.memory.get(key),
-        previousStatus: obj.status,
-      },
-      verifyConnection,
-      ctx.signal,
-    );
-    if (step.verified) {
-      this.metrics.verificationDuration.observe({ provider: spec.provider }, step.verified.durationMs / 1000);
-      this.metrics.verificationResults.inc({ reason: step.verified.reason });
-      ctx.log.debug({ reason: step.verified.reason, ms: Math.round(step.verified.durationMs) }, 'verified');
-    }
-    if (step.memory) this.memory.set(key, step.memory);
-    const plan = step.plan;
-    await this.applyPlan(obj, plan, ctx);
-    return plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs } : undefined;
-  }
-
-  /**
-   * A spec the API server admitted but validation refuses: Ready False and Stalled True with the errors, an
-   * Event on the transition, and no retry (the object's next generation enqueues it). The snapshot keeps the last
-   * valid spec, if there was one, so bad input takes nothing out of service.
-   */
-  private async stallConnection(obj: Conn, issues: string[]): Promise<never> {
-    const { namespace, name } = obj.metadata as { namespace: string; name: string };
-    const plan = planInvalidSpec<ProviderConnectionStatus>({
-      generation: obj.metadata.generation ?? 0,
-      issues,
-      serving: this.writer.has(`${namespace}/${name}`),
-      previousStatus: obj.status,
-      now: new Date(),
-    });
-    if (plan.statusChanged) {
-      await this.patchStatus(CONNECTIONS, namespace, name, plan.status);
-      this.metrics.statusWrites.inc({ kind: 'ProviderConnection' });
-      const before = obj.status?.conditions?.find((c) => c.type === 'Ready');
-      if (before?.reason !== REASON_INVALID_SPEC || before?.status !== plan.ready.status) {
-        await this.events.record(
-          { apiVersion: API_VERSION, kind: 'ProviderConnection', namespace, name, uid: obj.metadata.uid },
-          'Warning',
-          REASON_INVALID_SPEC,
-          plan.ready.message,
-        );
-      }
-    }
-    this.metrics.connectionUp.set({ namespace, name }, 0);
-    throw new TerminalError(`spec fails validation: ${issues.slice(0, 3).join('; ')}`);
-  }
-
-  private async applyPlan(obj: Conn, plan: ConnectionPlan, ctx: ReconcileContext) {
-    const { namespace, name } = obj.metadata as { namespace: string; name: string };
-    const involved = {
-      apiVersion: API_VERSION,
-      kind: 'ProviderConnection',
-      namespace,
-      name,
-      uid: obj.metadata.uid,
-    };
-    // Routing first: the snapshot entry is queued before Ready shows in status, and a failed status write does not
-    // hold back routing.
-    this.writer.set(`${namespace}/${name}`, plan.snapshot);
-    if (plan.statusChanged) {
-      const removed = Object.fromEntries(
-        Object.keys(obj.status ?? {})
-          .filter((k) => !(k in plan.status))
-          .map((k) => [k, null]),
-      );
-      await this.patchStatus(CONNECTIONS, namespace, name, { ...removed, ...plan.status });
-      this.metrics.statusWrites.inc({ kind: 'ProviderConnection' });
-      const before = obj.status?.conditions?.find((c) => c.type === 'Ready');
-      if (before?.reason !== plan.ready.reason || before?.status !== plan.ready.status) {
-        await this.events.record(
-          involved,
-          plan.ready.status === 'True' ? 'Normal' : 'Warning',
-          plan.ready.reason,
-          plan.ready.message,
-        );
-      }
-    }
-    if (plan.manyModels) {
-      const msg = plan.status.conditions?.find((c) => c.type === 'ModelsDiscovered')?.message ?? '';
-      await this.events.record(involved, 'Warning', 'TooManyModels', msg);
-    }
-    for (const a of plan.allowlists) {
-      const current = this.allowInformers.map((i) => i.get(`${namespace}/${a.name}`)).find(Boolean);
-      if (!current) continue;
-      const status: ModelAllowlistStatus = {
-        observedGeneration: a.generation,
-        conditions: mergeConditions(
-          current.status?.conditions as Condition[] | undefined,
-          a.conditions,
-          new Date(),
-        ),
-        exposedModels: a.exposedModels.slice(0, 1000),
-        missingModels: a.missingModels.slice(0, 1000),
-      };
-      if (JSON.stringify(normaliseStatus(status)) !== JSON.stringify(normaliseStatus(current.status ?? {}))) {
-        await this.patchStatus(ALLOWLISTS, namespace, a.name, status);
-        this.metrics.statusWrites.inc({ kind: 'ModelAllowlist' });
-      }
-    }
-    this.metrics.connectionUp.set({ namespace, name }, plan.ready.status === 'True' ? 1 : 0);
-    this.metrics.modelsExposed.set({ namespace, name }, plan.status.exposedModelCount ?? 0);
-    if (plan.status.discoveredModelCount !== undefined) {
-      this.metrics.modelsDiscovered.set({ namespace, name }, plan.status.discoveredModelCount);
-    }
-    const last = this.memory.get(`${namespace}/${name}`)?.lastGood?.at;
-    if (last) this.metrics.lastVerified.set({ namespace, name }, last / 1000);
-    ctx.log.debug({ ready: plan.ready.reason, wrote: plan.statusChanged }, 'reconciled');
-  }
-
-  private async reconcileAllowlist(key: string, ctx: ReconcileContext): Promise<ReconcileResult | undefined> {
-    const current = this.allowInformers.map((i) => i.get(key)).find(Boolean);
-    if (!current) return undefined;
-    const [namespace] = key.split('/') as [string];
-    const connName = current.spec.connectionRef.name;
-    if (this.findConnection(`${namespace}/${connName}`)) {
-      // The connection's reconcile computes this list's exposure together with its own.
-      this.connQueue.add(`${namespace}/${connName}`);
-      return undefined;
-    }
-    const g = current.metadata.generation ?? 0;
-    const msg = `ProviderConnection "${connName}" does not exist in namespace ${namespace}`;
-    const status: ModelAllowlistStatus = {
-      observedGeneration: g,
-      conditions: mergeConditions(
-        current.status?.conditions as Condition[] | undefined,
-        [
-          {
-            type: 'ResolvedRefs',
-            status: 'False',
-            reason: 'ConnectionNotFound',
-            message: msg,
-            observedGeneration: g,
-          },
-          {
-            type: 'Ready',
-            status: 'False',
-            reason: 'ConnectionNotFound',
-            message: msg,
-            observedGeneration: g,
-          },
-        ],
-        new Date(),
-      ),
-      exposedModels: [],
-      missingModels: [],
-    };
-    if (JSON.stringify(normaliseStatus(status)) !== JSON.stringify(normaliseStatus(current.status ?? {}))) {
-      await this.patchStatus(ALLOWLISTS, namespace, current.metadata.name, status);
-      this.metrics.statusWrites.inc({ kind: 'ModelAllowlist' });
-      ctx.log.debug('allowlist refers to a missing connection');
-    }
-    return undefined;
-  }
-
-  private async patchStatus(plural: string, namespace: string, name: string, status: unknown) {
-    try {
-      await this.client.request(
-        'PATCH',
-        resourcePath({ group: GROUP, version: VERSION, plural, namespace, name, subresource: 'status' }),
-        { body: { status }, contentType: 'application/merge-patch+json' },
-      );
-    } catch (err) {
-      if (KubeError.is(err, 404)) return; // deleted meanwhile; its delete event cleans up
-      throw err;
-    }
+    await Promise.all(this.informers().map((i) => i.stop()));
   }
 
   private ready(): { ok: boolean; detail: string } {
-    const informers = [...this.connInformers, ...this.allowInformers, ...this.secretInformers];
     if (this.elector && !this.running) return { ok: true, detail: 'standby (not leader)' };
     if (!this.running) return { ok: false, detail: 'starting' };
-    const unsynced = informers.filter((i) => !i.hasSynced).length;
+    const unsynced = this.informers().filter((i) => !i.hasSynced).length;
     if (unsynced) return { ok: false, detail: `${unsynced} caches not synced` };
     if (this.writer.lastError) return { ok: true, detail: `leader; snapshot: ${this.writer.lastError}` };
     return { ok: true, detail: `leader; snapshot generation ${this.writer.currentGeneration}` };

@@ -4,33 +4,6 @@ import type { ProviderType } from '../api/provider-connection.ts';
 export const ANTHROPIC_VERSION = '2023-06-01';
 
 /**
- * The headers that carry a connection's key, per wire dialect: the one place that knows how each provider
- * authenticates, for verification (`models`) and for proxied requests (`inference`).
- * - OpenAI and every compatible server: `Authorization: Bearer`.
- * - AzureOpenAI: `api-key`.
- * - Anthropic: `x-api-key` and `anthropic-version` on its native /v1/models; its OpenAI compatibility layer
- *   (chat and the rest) reads `Authorization: Bearer`, so inference sends both.
- */
-export function credentialHeaders(
-  provider: ProviderType,
-  apiKey: string | undefined,
-  use: 'models' | 'inference',
-): Record<string, string> {
-  switch (provider) {
-    case 'AzureOpenAI':
-      return apiKey ? { 'api-key': apiKey } : {};
-    case 'Anthropic':
-      return {
-        ...(apiKey && use === 'inference' ? { authorization: `Bearer ${apiKey}` } : {}),
-        ...(apiKey ? { 'x-api-key': apiKey } : {}),
-        'anthropic-version': ANTHROPIC_VERSION,
-      };
-    default:
-      return apiKey ? { authorization: `Bearer ${apiKey}` } : {};
-  }
-}
-
-/**
  * Azure api-version values that select Azure's v1 API: `{url}/openai/v1/{endpoint}` with the deployment named by
  * `model` in the body, as on OpenAI. `v1` sends no api-version (the GA API takes none); `preview` and `latest`
  * are sent as `?api-version=` to opt into Azure's preview features. Every other (dated) value selects the
@@ -55,8 +28,17 @@ function azureQuery(apiVersion: string | undefined): string {
  */
 export const PROBE_BODY = '{"max_tokens":1}';
 
-/** Where a dialect's requests go, relative to the connection's base URL (spec.url, no trailing slash). */
-interface Dialect {
+/**
+ * One wire dialect as data: how a connection's key is sent, where its requests go (relative to spec.url, no
+ * trailing slash), how its model list is read and what the model IDs mean. Verification, status planning and
+ * the gateway read this record and nothing else about a provider.
+ */
+export interface Dialect {
+  /**
+   * The headers that carry the key: for verification's model list (`models`) and for proxied requests and the
+   * probe (`inference`). No key, no credential header.
+   */
+  credentials(apiKey: string | undefined, use: 'models' | 'inference'): Record<string, string>;
   /** The model list (one page; `afterId` continues a paged list). */
   models(apiVersion: string | undefined, afterId?: string): string;
   /** Whether the model list is paged with `has_more`/`last_id` (then `afterId` is followed). */
@@ -80,12 +62,27 @@ interface Dialect {
    * them apart).
    */
   genAiProviderName: string;
+  /**
+   * Set when requests name deployments that the model list does not show (it lists base models). Allowlist
+   * entries are then the exact deployment names, and a glob has no list of deployments to match.
+   */
+  deployments?: {
+    /** Ready's message while no allowlist names a deployment. */
+    noneExposed: string;
+    /** Why a glob can never match, for the allowlist's GlobNeedsModelList message. */
+    globsUnmatchable: string;
+  };
 }
+
+const bearer = (apiKey: string | undefined): Record<string, string> =>
+  apiKey ? { authorization: `Bearer ${apiKey}` } : {};
 
 const same = (id: string) => id;
 
 const DIALECTS: Record<ProviderType, Dialect> = {
   OpenAI: {
+    // Every OpenAI-compatible server.
+    credentials: bearer,
     models: () => '/models',
     paged: false,
     probe: () => ({ path: '/chat/completions' }),
@@ -94,6 +91,13 @@ const DIALECTS: Record<ProviderType, Dialect> = {
     genAiProviderName: 'openai',
   },
   Anthropic: {
+    // The native /v1/models reads x-api-key and anthropic-version; the OpenAI compatibility layer (chat and the
+    // rest) reads Authorization: Bearer, so inference sends both.
+    credentials: (apiKey, use) => ({
+      ...(apiKey && use === 'inference' ? bearer(apiKey) : {}),
+      ...(apiKey ? { 'x-api-key': apiKey } : {}),
+      'anthropic-version': ANTHROPIC_VERSION,
+    }),
     // The native list pages 1,000 at a time; chat goes through the OpenAI compatibility layer.
     models: (_v, afterId) =>
       `/models?${new URLSearchParams({ limit: '1000', ...(afterId ? { after_id: afterId } : {}) })}`,
@@ -104,6 +108,7 @@ const DIALECTS: Record<ProviderType, Dialect> = {
     genAiProviderName: 'anthropic',
   },
   AzureOpenAI: {
+    credentials: (apiKey): Record<string, string> => (apiKey ? { 'api-key': apiKey } : {}),
     // Azure lists base models, not deployments, on both APIs; allowlist entries are deployment names.
     models: (v) => (isAzureV1(v) ? `/openai/v1/models${azureQuery(v)}` : `/openai/models${azureQuery(v)}`),
     paged: false,
@@ -123,9 +128,22 @@ const DIALECTS: Record<ProviderType, Dialect> = {
     },
     exposedId: same,
     genAiProviderName: 'azure.ai.openai',
+    deployments: {
+      noneExposed: 'Azure OpenAI model IDs are deployment names: list your deployments in a ModelAllowlist',
+      globsUnmatchable: 'Azure model IDs are deployment names and Azure does not list deployments',
+    },
   },
 };
 
 export function dialect(provider: ProviderType): Dialect {
   return DIALECTS[provider];
+}
+
+/** The headers that carry a connection's key for `use`, as its dialect sends them. */
+export function credentialHeaders(
+  provider: ProviderType,
+  apiKey: string | undefined,
+  use: 'models' | 'inference',
+): Record<string, string> {
+  return DIALECTS[provider].credentials(apiKey, use);
 }

@@ -7,6 +7,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseResource } from '../../src/api/validate.ts';
 import { type MockProvider, startMockProvider } from '../../src/mock-provider/index.ts';
+import { OperatorMetrics } from '../../src/operator/metrics.ts';
 import { findProfile } from '../../src/providers/profiles.ts';
 import { loadYaml } from '../support/fixtures.ts';
 
@@ -145,6 +146,13 @@ describe('npm start (plugboard start on examples/local)', () => {
     const metrics = await (await fetch(`${url}/metrics`)).text();
     expect(metrics).toMatch(/plugboard_connection_up\{namespace="default",name="mock"\} 1/);
     expect(metrics).toMatch(/plugboard_connection_up\{namespace="default",name="openai"\} 0/);
+    // The operator's metric definitions, all of them: standalone runs the same reconciler.
+    for (const m of new OperatorMetrics({ defaultMetrics: false }).registry.getMetricsAsArray()) {
+      expect(metrics, m.name).toContain(`# TYPE ${m.name} `);
+    }
+    expect(metrics).toMatch(
+      /plugboard_operator_reconcile_total\{controller="providerconnection",result="\w+"\} \d+/,
+    );
     const page = await fetch(`${url}/`);
     expect(page.status).toBe(200);
     expect(page.headers.get('content-type')).toContain('text/html');

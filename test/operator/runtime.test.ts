@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import { ProviderConnectionSpec } from '../../src/api/provider-connection.ts';
+import { planAllowlist } from '../../src/operator/logic/allowlist-status.ts';
 import {
   planConnection,
   rememberOutcome,
@@ -27,6 +28,23 @@ describe('work queue', () => {
     expect(await q.get()).toBe('a');
     q.shutdown();
     expect(await q.get()).toBeUndefined();
+  });
+
+  it('deduplicates the adds of one burst even while a worker waits, and says when it is idle', async () => {
+    const q = new WorkQueue();
+    const next = q.get(); // a worker waiting for work
+    q.add('a');
+    q.add('a'); // the same burst (a relist, a reload): no second run
+    expect(q.idle).toBe(false);
+    expect(await next).toBe('a');
+    let idle = false;
+    const whenIdle = q.whenIdle().then(() => {
+      idle = true;
+    });
+    q.done('a');
+    await whenIdle;
+    expect([idle, q.idle, q.length]).toEqual([true, true, 0]);
+    q.shutdown();
   });
 
   it('backs off per key exponentially with jitter and forgets on success', () => {
@@ -187,6 +205,17 @@ describe('connection status plan', () => {
       now: new Date(0),
     });
   };
+  /** The status of the allowlist "list", planned from what the connection decided for it. */
+  const listOf = (p: ReturnType<typeof planConnection>) =>
+    planAllowlist({
+      namespace: 'ns',
+      name: 'list',
+      generation: 1,
+      connectionName: 'c',
+      connection: p.view,
+      previousStatus: undefined,
+      now: new Date(0),
+    });
   const conditionOf = (p: ReturnType<typeof planConnection>, type: string) =>
     p.status.conditions?.find((c) => c.type === type);
 
@@ -197,18 +226,16 @@ describe('connection status plan', () => {
       expect(conditionOf(p, 'ModelsDiscovered')).toMatchObject({ status: 'False', reason });
       expect(p.ready).toMatchObject({ status: 'True', reason });
       expect(p.snapshot.models.map((m) => m.id)).toEqual(['sonar-pro']);
-      expect(p.allowlists[0]?.conditions[1]).toMatchObject({ status: 'True', reason: 'ModelsExposed' });
+      expect(listOf(p).ready).toMatchObject({ status: 'True', reason: 'ModelsExposed' });
     }
     expect(unlistedPlan('ProbeAccepted', ['sonar-pro']).ready.message).toMatch(/may be billed/);
   });
 
   it('a glob on an upstream without a model list makes the allowlist not Ready (GlobNeedsModelList)', () => {
     const p = unlistedPlan('ModelsEndpointUnsupported', ['sonar-pro', 'sonar-*']);
-    expect(p.allowlists[0]?.conditions[1]).toMatchObject({ status: 'False', reason: 'GlobNeedsModelList' });
-    expect(p.allowlists[0]?.conditions[1]?.message).toMatch(
-      /^"sonar-\*" can never match: the upstream does not list/,
-    );
-    expect(p.allowlists[0]?.exposedModels).toEqual(['sonar-pro']);
+    expect(listOf(p).ready).toMatchObject({ status: 'False', reason: 'GlobNeedsModelList' });
+    expect(listOf(p).ready?.message).toMatch(/^"sonar-\*" can never match: the upstream does not list/);
+    expect(listOf(p).exposure.exposedModels).toEqual(['sonar-pro']);
     const onlyGlobs = unlistedPlan('ModelsEndpointUnsupported', ['sonar-*']);
     expect(onlyGlobs.ready).toMatchObject({ status: 'False', reason: 'ModelsEndpointUnsupported' });
     expect(onlyGlobs.ready.message).toMatch(/name only globs \(sonar-\*\), which need a model list/);
@@ -218,8 +245,8 @@ describe('connection status plan', () => {
     const p = unlistedPlan('Unauthorized', ['sonar-pro', 'sonar-*']);
     expect(p.ready).toMatchObject({ status: 'False', reason: 'Unauthorized' });
     expect(p.snapshot.models).toEqual([]);
-    expect(p.allowlists[0]?.exposedModels).toEqual([]);
-    expect(p.allowlists[0]?.conditions[1]).toMatchObject({ status: 'False', reason: 'ConnectionNotReady' });
+    expect(listOf(p).exposure.exposedModels).toEqual([]);
+    expect(listOf(p).ready).toMatchObject({ status: 'False', reason: 'ConnectionNotReady' });
   });
 
   it('the snapshot sends an upstream the ID it listed (Gemini models/<id>) and exposes the short one', () => {
@@ -233,7 +260,7 @@ describe('connection status plan', () => {
       now: new Date(0),
     });
     expect(p.snapshot.models).toEqual([{ id: 'gemini-2.5-pro', upstreamId: 'models/gemini-2.5-pro' }]);
-    expect(p.allowlists[0]?.conditions[1]).toMatchObject({ status: 'True', reason: 'ModelsExposed' });
+    expect(listOf(p).ready).toMatchObject({ status: 'True', reason: 'ModelsExposed' });
   });
 
   it('backs off while failing, honouring Retry-After', () => {

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AllowlistReadyReasons } from '../../src/api/model-allowlist.ts';
+import { ConnectionReasons, REASON_INVALID_SPEC } from '../../src/api/conditions.ts';
+import { AllowlistReadyReasons, AllowlistRefReasons } from '../../src/api/model-allowlist.ts';
 import { VerificationReasons } from '../../src/api/verification.ts';
 import type { MockProvider } from '../../src/mock-provider/index.ts';
 import { type VerifyTarget, verifyConnection } from '../../src/operator/verification/verify.ts';
@@ -329,9 +330,16 @@ describe('verification failures become reasons a person can act on', () => {
 });
 
 describe('reasons are documented', () => {
-  it('every verification and allowlist reason has a row in docs/operator.md saying what to do', () => {
+  it('every condition reason has a row in docs/operator.md saying what to do', () => {
     const doc = readFileSync(join(import.meta.dirname, '..', '..', 'docs', 'operator.md'), 'utf8');
-    for (const reason of [...VerificationReasons, ...AllowlistReadyReasons]) {
+    const reasons = [
+      ...VerificationReasons,
+      ...ConnectionReasons,
+      REASON_INVALID_SPEC,
+      ...AllowlistReadyReasons,
+      ...AllowlistRefReasons,
+    ];
+    for (const reason of reasons) {
       expect(doc, reason).toMatch(new RegExp(`^\\| \`${reason}\`[^|]*\\|[^|]+\\|[^|]+\\|$`, 'm'));
     }
   });

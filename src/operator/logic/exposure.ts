@@ -1,5 +1,6 @@
 import { isGlob, modelPattern } from '../../api/glob.ts';
 import type { ProviderType } from '../../api/provider-connection.ts';
+import { dialect } from '../../providers/dialects.ts';
 import type { DiscoveredModel } from '../verification/verify.ts';
 
 export interface AllowlistRef {
@@ -25,9 +26,9 @@ export interface Exposure {
 
 /**
  * Which models a connection exposes, from what the upstream listed (undefined when it could not list them)
- * and the allowlists naming it. Azure lists base models, not deployments, so its allowlist entries are taken
- * as deployment names; an upstream without /models exposes its allowlists' exact IDs. In both cases a glob has
- * no list to match and is reported as unmatchable.
+ * and the allowlists naming it. Where requests name deployments the list does not show (the dialect's
+ * `deployments`), allowlist entries are taken as deployment names; an upstream without /models exposes its
+ * allowlists' exact IDs. In both cases a glob has no list to match and is reported as unmatchable.
  */
 export function computeExposure(
   provider: ProviderType,
@@ -36,7 +37,7 @@ export function computeExposure(
 ): Exposure {
   const perAllowlist = new Map<string, AllowlistExposure>();
   const exposed = new Map<string, DiscoveredModel>();
-  if (provider === 'AzureOpenAI' || discovered === undefined) {
+  if (dialect(provider).deployments || discovered === undefined) {
     for (const a of allowlists) {
       const ids = a.models.filter((m) => !isGlob(m));
       for (const id of ids) exposed.set(id, { id });

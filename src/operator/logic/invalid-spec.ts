@@ -1,7 +1,6 @@
 import { CONDITION_READY, CONDITION_STALLED, REASON_INVALID_SPEC } from '../../api/conditions.ts';
-import type { ProviderConnectionStatus } from '../../api/provider-connection.ts';
 import { type Condition, type DesiredCondition, mergeConditions } from '../runtime/conditions.ts';
-import { normaliseStatus } from './connection-status.ts';
+import { sameStatus } from '../runtime/status.ts';
 
 /** Validation errors shown in a condition message; the rest are counted. */
 const MAX_ISSUES = 10;
@@ -49,9 +48,6 @@ export function planInvalidSpec<S extends { observedGeneration?: number; conditi
     observedGeneration: o.generation,
     conditions: mergeConditions(prev?.conditions, [ready, cond(CONDITION_STALLED)], o.now),
   } as S;
-  const same = (a: S, b: S) =>
-    JSON.stringify(normaliseStatus(a as ProviderConnectionStatus)) ===
-    JSON.stringify(normaliseStatus(b as ProviderConnectionStatus));
-  const statusChanged = !prev || !same(status, prev);
+  const statusChanged = !sameStatus(status, prev);
   return { status, statusChanged, ready };
 }

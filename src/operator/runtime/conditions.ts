@@ -42,3 +42,14 @@ export function mergeConditions(
 export function findCondition(list: Condition[] | undefined, type: string): Condition | undefined {
   return list?.find((c) => c.type === type);
 }
+
+/**
+ * Whether `after` reports something new compared with `before` (its status or reason differs): the rule for when
+ * a condition's change is recorded as an Event (or, in standalone mode, logged).
+ */
+export function transitioned(
+  before: Pick<Condition, 'status' | 'reason'> | undefined,
+  after: Pick<Condition, 'status' | 'reason'>,
+): boolean {
+  return before?.status !== after.status || before?.reason !== after.reason;
+}

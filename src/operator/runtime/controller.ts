@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { handlingOf } from './errors.ts';
 import type { WorkQueue } from './queue.ts';
 
 export interface ReconcileResult {
@@ -8,15 +8,21 @@ export interface ReconcileResult {
   requeueAfterMs?: number;
 }
 
+/** The logging a controller needs: pino's Logger, or the gateway's (fastify's) in standalone mode. */
+export interface Log {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  child(bindings: Record<string, unknown>): Log;
+}
+
 export interface ReconcileContext {
-  log: Logger;
+  log: Log;
   signal: AbortSignal;
 }
 
 export type Reconciler = (key: string, ctx: ReconcileContext) => Promise<ReconcileResult | undefined>;
-
-/** An error that retrying cannot fix (invalid input): logged, not requeued; a change to the object enqueues it. */
-export class TerminalError extends Error {}
 
 /** How one reconcile ended, as counted in plugboard_operator_reconcile_total's `result` label. */
 export type ReconcileOutcome = 'success' | 'requeue' | 'error' | 'terminal_error';
@@ -53,7 +59,7 @@ export interface ControllerOptions {
   name: string;
   queue: WorkQueue;
   reconcile: Reconciler;
-  log: Logger;
+  log: Log;
   metrics: ControllerMetrics;
   concurrency?: number;
   /** Upper bound on one reconcile, so a stuck call never holds a worker. */
@@ -62,7 +68,11 @@ export interface ControllerOptions {
   onReconciled?: (key: string, outcome: ReconcileOutcome) => void;
 }
 
-/** Runs reconcile workers over a queue with controller-runtime's reconcileHandler semantics. */
+/**
+ * Runs reconcile workers over a queue with controller-runtime's reconcileHandler semantics: one worker per key
+ * at a time, `requeueAfterMs` re-adds the key later, and an error is handled as its type says (errors.ts):
+ * Stalling is not retried, Waiting comes back after its delay, anything else backs off per key.
+ */
 export class Controller {
   private readonly opts: ControllerOptions;
   private workers: Promise<void>[] = [];
@@ -111,17 +121,19 @@ export class Controller {
           queue.done(key);
           return;
         }
-        if (err instanceof TerminalError) {
+        const h = handlingOf(err);
+        outcome = h.outcome;
+        const message = (err as Error).message;
+        if (h.outcome === 'terminal_error') {
           queue.forget(key);
-          outcome = 'terminal_error';
-          log.error({ err: err.message }, 'reconcile failed; not retrying');
+          log.error({ err: message }, 'reconcile failed; not retrying');
+        } else if (h.outcome === 'requeue') {
+          queue.forget(key);
+          queue.addAfter(key, h.requeueAfterMs);
+          log.info({ reason: message, retryInMs: h.requeueAfterMs }, 'waiting');
         } else {
           const delay = queue.addRateLimited(key);
-          outcome = 'error';
-          log.warn(
-            { err: (err as Error).message, retryInMs: Math.round(delay) },
-            'reconcile failed; retrying',
-          );
+          log.warn({ err: message, retryInMs: Math.round(delay) }, 'reconcile failed; retrying');
         }
       } finally {
         clearTimeout(timer);

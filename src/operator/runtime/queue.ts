@@ -19,6 +19,8 @@ export class WorkQueue {
   private readonly failures = new Map<string, number>();
   private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   private readonly waiters: ((key: string | undefined) => void)[] = [];
+  private idleWaiters: (() => void)[] = [];
+  private handingOut = false;
   private tokens: number;
   private lastRefill = performance.now();
   private shuttingDown = false;
@@ -36,6 +38,17 @@ export class WorkQueue {
 
   get length(): number {
     return this.queue.length;
+  }
+
+  /** Nothing waiting and nothing in flight (keys scheduled for later do not count). */
+  get idle(): boolean {
+    return this.queue.length === 0 && this.processing.size === 0;
+  }
+
+  /** Resolves once the queue is idle (at once if it is, or once shut down). */
+  whenIdle(): Promise<void> {
+    if (this.idle || this.shuttingDown) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   /** Keys waiting, in flight or scheduled for later. */
@@ -56,14 +69,30 @@ export class WorkQueue {
     }
     if (this.queued.has(key)) return;
     this.queued.add(key);
-    const waiter = this.waiters.shift();
-    if (waiter) {
-      this.queued.delete(key);
-      this.processing.add(key);
-      waiter(key);
-    } else {
-      this.queue.push(key);
-    }
+    this.queue.push(key);
+    if (this.waiters.length > 0) this.handOutSoon();
+  }
+
+  /**
+   * Gives queued keys to waiting workers after the current task, so the adds of one burst of changes (a relist,
+   * a reload of files) are deduplicated before any of them starts.
+   */
+  private handOutSoon(): void {
+    if (this.handingOut) return;
+    this.handingOut = true;
+    queueMicrotask(() => {
+      this.handingOut = false;
+      for (;;) {
+        const waiter = this.waiters[0];
+        const key = this.queue[0];
+        if (!waiter || key === undefined || this.shuttingDown) return;
+        this.waiters.shift();
+        this.queue.shift();
+        this.queued.delete(key);
+        this.processing.add(key);
+        waiter(key);
+      }
+    });
   }
 
   /** Adds the key after `ms`; an earlier schedule or an immediate add wins over a later one. */
@@ -119,6 +148,7 @@ export class WorkQueue {
   done(key: string): void {
     this.processing.delete(key);
     if (this.dirty.delete(key)) this.add(key);
+    if (this.idle) for (const w of this.idleWaiters.splice(0)) w();
   }
 
   shutdown(): void {
@@ -126,6 +156,7 @@ export class WorkQueue {
     for (const { timer } of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
     for (const w of this.waiters.splice(0)) w(undefined);
+    for (const w of this.idleWaiters.splice(0)) w();
   }
 
   private async takeToken(): Promise<void> {

@@ -7,9 +7,6 @@ import { type SafeConnectorOptions, safeConnector } from '../../net/safe-connect
 import { credentialHeaders, dialect, PROBE_BODY } from '../../providers/dialects.ts';
 import { keyRejectedIn, redactKey, upstreamErrorMessage } from '../../providers/upstream-errors.ts';
 
-// The reasons are constants in src/api; re-exported for the modules that import them from here.
-export { type VerificationReason, VerificationReasons } from '../../api/verification.ts';
-
 export interface VerifyTarget {
   provider: ProviderType;
   url: string;
