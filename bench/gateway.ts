@@ -96,7 +96,7 @@ async function main(): Promise<void> {
 
     const probe = await startAbortProbe();
     const snap = join(tmp, 'snapshot.json');
-    const ok = { status: 'True', reason: 'Verified', message: '' };
+    const _ok = { status: 'True', reason: 'Verified', message: '' };
     writeFileSync(
       snap,
       JSON.stringify({
@@ -104,34 +104,8 @@ async function main(): Promise<void> {
         generation: 1,
         generatedAt: new Date().toISOString(),
         connections: [
-          {
-            namespace: 'bench',
-            name: 'upstream',
-            provider: 'OpenAI',
-            url: `${upstream}/v1`,
-            apiKey: 'sk-bench',
-            headers: {},
-            dropParams: [],
-            tags: [],
-            timeouts: { connectMs: 10_000, firstByteMs: 60_000, idleMs: 60_000, totalMs: 600_000 },
-            serving: true,
-            status: { ready: ok, verified: ok },
-            models: [{ id: 'gpt-4o', upstreamId: 'gpt-4o' }],
-          },
-          {
-            namespace: 'bench',
-            name: 'abort-probe',
-            provider: 'OpenAI',
-            url: `${probe.url}/v1`,
-            apiKey: 'sk-bench',
-            headers: {},
-            dropParams: [],
-            tags: [],
-            timeouts: { connectMs: 10_000, firstByteMs: 60_000, idleMs: 60_000, totalMs: 600_000 },
-            serving: true,
-            status: { ready: ok, verified: ok },
-            models: [{ id: 'abort-probe', upstreamId: 'abort-probe' }],
-          },
+          benchConnection('upstream', `${upstream}/v1`, 'gpt-4o'),
+          benchConnection('abort-probe', `${probe.url}/v1`, 'abort-probe'),
         ],
       }),
     );
@@ -504,6 +478,25 @@ async function abortLatencies(
 function quantile(xs: number[], q: number): number {
   const v = [...xs].sort((a, b) => a - b);
   return v.length ? (v[Math.min(v.length - 1, Math.floor(q * v.length))] as number) : Number.NaN;
+}
+
+/** A serving connection of the bench's snapshot: one model, generous timeouts. */
+function benchConnection(name: string, url: string, model: string) {
+  const ok = { status: 'True', reason: 'Verified', message: '' };
+  return {
+    namespace: 'bench',
+    name,
+    provider: 'OpenAI',
+    url,
+    apiKey: 'sk-bench',
+    headers: {},
+    dropParams: [],
+    tags: [],
+    timeouts: { connectMs: 10_000, firstByteMs: 60_000, idleMs: 60_000, totalMs: 600_000 },
+    serving: true,
+    status: { ready: ok, verified: ok },
+    models: [{ id: model, upstreamId: model }],
+  };
 }
 
 /** The gateway's count of major (mark-compact) GCs so far, from its Prometheus metrics. */

@@ -7,7 +7,7 @@ import { GatewayError } from './errors.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import { bodyUnread, noRelease, type RequestContext, respondWithError } from './request-context.ts';
 import { isRefusal, parseRequestTarget, type RequestTarget } from './request-target.ts';
-import type { Router } from './routes.ts';
+import type { Route, Router } from './routes.ts';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -64,21 +64,31 @@ export interface FrontDoorOptions {
  */
 export function frontDoor(o: FrontDoorOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const hosts = o.allowedHosts ? new Set(o.allowedHosts.map((h) => h.toLowerCase())) : undefined;
-  const refuse = (req: IncomingMessage, res: ServerResponse, target: RequestTarget, err: GatewayError) => {
+  const contextFor = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    target: RequestTarget,
+    started: number,
+    match?: { route: Route; param?: string },
+  ): RequestContext => {
     const id = requestIdOf(req);
-    const ctx: RequestContext = {
+    return {
       req,
       res,
       id,
       log: o.log.child({ requestId: id }),
       target,
-      route: undefined,
+      route: match?.route,
+      ...(match?.param !== undefined ? { param: match.param } : {}),
       clientKey: undefined,
-      started: performance.now(),
+      started,
       metrics: o.metrics,
       logged: false,
       release: noRelease,
     };
+  };
+  const refuse = (req: IncomingMessage, res: ServerResponse, target: RequestTarget, err: GatewayError) => {
+    const ctx = contextFor(req, res, target, performance.now());
     if (bodyUnread(req)) res.setHeader('connection', 'close');
     respondWithError(ctx, err);
   };
@@ -152,21 +162,7 @@ export function frontDoor(o: FrontDoorOptions): (req: IncomingMessage, res: Serv
       );
     if (m.kind === 'none') return refuse(req, res, target, notFound(req.method ?? '', target));
 
-    const id = requestIdOf(req);
-    const ctx: RequestContext = {
-      req,
-      res,
-      id,
-      log: o.log.child({ requestId: id }),
-      target,
-      route: m.route,
-      ...(m.param !== undefined ? { param: m.param } : {}),
-      clientKey: undefined,
-      started,
-      metrics: o.metrics,
-      logged: false,
-      release: noRelease,
-    };
+    const ctx = contextFor(req, res, target, started, m);
     if (m.route.access !== 'public' && o.clientKeys) {
       try {
         ctx.clientKey = authenticateClient(o.clientKeys, req.headers.authorization);
@@ -192,8 +188,11 @@ export function frontDoor(o: FrontDoorOptions): (req: IncomingMessage, res: Serv
 /** The target of a request whose target could not be read: logs and metrics name no path. */
 const UNREADABLE: RequestTarget = Object.freeze({ path: '(invalid)', segments: [], encodedSlash: false });
 
-/** Paths a client sends when its base URL lacks `/v1` (`{base}/models`, `{base}/chat/completions`, ...). */
-const V1_NAMES = new Set([
+/**
+ * The first segments of OpenAI API paths: what a client sends when its base URL lacks `/v1`
+ * (`{base}/models`, `{base}/chat/completions`, ...). Such a request gets a 404 that says so, never the UI's page.
+ */
+export const API_HEADS: ReadonlySet<string> = new Set([
   'models',
   'chat',
   'completions',
@@ -207,7 +206,7 @@ const V1_NAMES = new Set([
 ]);
 
 export function notFound(method: string, target: RequestTarget): GatewayError {
-  const hint = V1_NAMES.has(target.segments[0] ?? '')
+  const hint = API_HEADS.has(target.segments[0] ?? '')
     ? ` The OpenAI API is under /v1: set the client's base URL to end in /v1 (…/v1${target.path}).`
     : '';
   return new GatewayError(404, `Unknown path: ${method} ${truncatePath(target.path)}.${hint}`, {

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { publicConnections } from '../snapshot/public-view.ts';
 import { allows, type ClientKey, type ClientKeysSource } from './client-keys.ts';
 import { errors, GatewayError } from './errors.ts';
-import { contextOf, notFound } from './front-door.ts';
+import { API_HEADS, contextOf, notFound } from './front-door.ts';
 import { requireTable } from './json-endpoint.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import { openApiDocument } from './openapi.ts';
@@ -110,20 +110,6 @@ export async function modelsPlugin(app: FastifyInstance, s: GatewayState): Promi
     );
   });
 }
-
-/** Path heads that are API calls whatever the Accept header says (a base URL without /v1). */
-const API_HEADS = new Set([
-  'models',
-  'chat',
-  'completions',
-  'embeddings',
-  'audio',
-  'images',
-  'responses',
-  'moderations',
-  'files',
-  'batches',
-]);
 
 /** A browser navigation: no credentials, HTML accepted, not an API path. */
 function wantsPage(req: IncomingMessage, head: string | undefined): boolean {

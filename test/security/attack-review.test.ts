@@ -12,10 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SNAPSHOT_FORMAT, type Snapshot } from '../../src/snapshot/schema.ts';
+import type { Snapshot } from '../../src/snapshot/schema.ts';
 import { type GatewayProcess, spawnPlugboard } from '../reliability/process.ts';
 import { freePort } from '../support/control-plane.ts';
 import { type RawResponse, rawExchange, rawRequest } from '../support/raw-http.ts';
+import { listenOnLoopback, oneConnectionSnapshot } from './hostile-upstream.ts';
 
 const PROVIDER_KEY = 'sk-provider-Zq8vXw3Lm5Np7Rt9Hk2Jd4Fg6';
 const CLIENT_KEY = 'pb-review-client-key-0123456789';
@@ -121,18 +122,7 @@ async function upstream(): Promise<Upstream> {
       );
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const addr = server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : 0;
-  return {
-    url: `http://127.0.0.1:${port}/v1`,
-    seen,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
+  return { ...(await listenOnLoopback(server)), seen };
 }
 
 const dirs: string[] = [];
@@ -165,30 +155,7 @@ async function startGateway(
 }
 
 function snapshotFor(upstream: Upstream): Snapshot {
-  return {
-    format: SNAPSHOT_FORMAT,
-    generation: 1,
-    generatedAt: new Date().toISOString(),
-    connections: [
-      {
-        namespace: 'ai',
-        name: 'upstream',
-        provider: 'OpenAI',
-        url: upstream.url,
-        apiKey: PROVIDER_KEY,
-        headers: {},
-        dropParams: [],
-        tags: [],
-        timeouts: { connectMs: 5000, firstByteMs: 10_000, idleMs: 10_000, totalMs: 30_000 },
-        serving: true,
-        status: {
-          ready: { status: 'True', reason: 'Verified', message: '' },
-          verified: { status: 'True', reason: 'Verified', message: '' },
-        },
-        models: MODELS.map((id) => ({ id, upstreamId: id })),
-      },
-    ],
-  };
+  return oneConnectionSnapshot('upstream', upstream.url, PROVIDER_KEY, MODELS);
 }
 
 /** `plugboard standalone` with a ProviderConnection for the upstream, once it serves the upstream's models. */

@@ -12,11 +12,15 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROUTES } from '../../src/gateway/routes.ts';
 import { secretForms } from '../../src/providers/upstream-errors.ts';
-import { SNAPSHOT_FORMAT, type Snapshot } from '../../src/snapshot/schema.ts';
 import { type GatewayProcess, spawnPlugboard } from '../reliability/process.ts';
 import { propertyRun } from '../support/property.ts';
 import { closed, openSocket, type RawResponse, rawExchange, rawRequest } from '../support/raw-http.ts';
-import { HOSTILE_MODELS, type HostileUpstream, hostileUpstream } from './hostile-upstream.ts';
+import {
+  HOSTILE_MODELS,
+  type HostileUpstream,
+  hostileUpstream,
+  oneConnectionSnapshot,
+} from './hostile-upstream.ts';
 import { REFUSED_TARGETS, spelling } from './spellings.ts';
 
 const PROVIDER_KEY = 'sk-provider-Zq8vXw3Lm5Np7Rt9Hk2Jd4Fg6';
@@ -50,6 +54,13 @@ function requestFor(
 
 const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
 
+/** POST /v1/chat/completions as JSON with a client key, on a raw socket. */
+const postChat = (t: Target, key: string, body: string) =>
+  rawExchange(
+    t.proc.url,
+    rawRequest('POST', '/v1/chat/completions', { 'content-type': 'application/json', ...bearer(key) }, body),
+  );
+
 function errorOf(r: RawResponse): { code?: string; message?: string; type?: string } {
   expect(r.headers['content-type']?.[0], r.raw.slice(0, 300)).toMatch(/^application\/json/);
   const j = JSON.parse(r.body) as { error?: { code?: string; message?: string; type?: string } };
@@ -78,30 +89,7 @@ async function start(name: Target['name']): Promise<Target> {
   const limits = ['--body-idle-timeout', '2s', '--headers-timeout', '2s', '--max-buffered-bodies', '8MiB'];
   let proc: GatewayProcess;
   if (name === 'gateway') {
-    const snapshot: Snapshot = {
-      format: SNAPSHOT_FORMAT,
-      generation: 1,
-      generatedAt: new Date().toISOString(),
-      connections: [
-        {
-          namespace: 'ai',
-          name: 'hostile',
-          provider: 'OpenAI',
-          url: upstream.url,
-          apiKey: PROVIDER_KEY,
-          headers: {},
-          dropParams: [],
-          tags: [],
-          timeouts: { connectMs: 5000, firstByteMs: 10_000, idleMs: 10_000, totalMs: 30_000 },
-          serving: true,
-          status: {
-            ready: { status: 'True', reason: 'Verified', message: '' },
-            verified: { status: 'True', reason: 'Verified', message: '' },
-          },
-          models: HOSTILE_MODELS.map((id) => ({ id, upstreamId: id })),
-        },
-      ],
-    };
+    const snapshot = oneConnectionSnapshot('hostile', upstream.url, PROVIDER_KEY, HOSTILE_MODELS);
     const file = join(dir, 'snapshot.json');
     writeFileSync(file, JSON.stringify(snapshot));
     proc = await spawnPlugboard('gateway', ['--config-file', file, '--client-keys-file', keys, ...limits]);
@@ -336,15 +324,7 @@ each((target) => {
         '{"mod\\u0065l":"secret-model","model":"gpt-4o","messages":[]}',
         '{"model":"gpt-4o","messages":[],"model":"gpt-4o"}',
       ]) {
-        const r = await rawExchange(
-          t.proc.url,
-          rawRequest(
-            'POST',
-            '/v1/chat/completions',
-            { 'content-type': 'application/json', ...bearer(SCOPED_KEY) },
-            body,
-          ),
-        );
+        const r = await postChat(t, SCOPED_KEY, body);
         expect(r.status, body).toBe(400);
         expect(errorOf(r).message).toContain('repeats');
       }
@@ -370,15 +350,7 @@ each((target) => {
 
     it('no header it sets reaches the client unless allowed, and none that holds the key', async () => {
       const t = target();
-      const r = await rawExchange(
-        t.proc.url,
-        rawRequest(
-          'POST',
-          '/v1/chat/completions',
-          { 'content-type': 'application/json', ...bearer(CLIENT_KEY) },
-          chatBody('echo-headers'),
-        ),
-      );
+      const r = await postChat(t, CLIENT_KEY, chatBody('echo-headers'));
       expect(r.status).toBe(200);
       const head = r.raw.slice(0, r.raw.indexOf('\r\n\r\n'));
       expect(leaks(head)).toEqual([]);
@@ -392,28 +364,12 @@ each((target) => {
 
     it('error bodies are scrubbed in every spelling, also across the 64 KiB cut', async () => {
       const t = target();
-      const r = await rawExchange(
-        t.proc.url,
-        rawRequest(
-          'POST',
-          '/v1/chat/completions',
-          { 'content-type': 'application/json', ...bearer(CLIENT_KEY) },
-          chatBody('echo-4xx'),
-        ),
-      );
+      const r = await postChat(t, CLIENT_KEY, chatBody('echo-4xx'));
       expect(r.status).toBe(400);
       expect(leaks(r.raw)).toEqual([]);
       // no piece of the key at the cut either
       expect(r.body).not.toContain(PROVIDER_KEY.slice(0, 12));
-      const five = await rawExchange(
-        t.proc.url,
-        rawRequest(
-          'POST',
-          '/v1/chat/completions',
-          { 'content-type': 'application/json', ...bearer(CLIENT_KEY) },
-          chatBody('echo-5xx'),
-        ),
-      );
+      const five = await postChat(t, CLIENT_KEY, chatBody('echo-5xx'));
       expect(five.status).toBe(502);
       expect(leaks(five.raw)).toEqual([]);
     });
@@ -439,15 +395,7 @@ each((target) => {
       for (const model of ['gpt-4o', 'echo-headers']) {
         const body = `{"model":"${model}","messages":${'['.repeat(depth)}${']'.repeat(depth)}}`;
         for (let i = 0; i < 5; i++) {
-          const r = await rawExchange(
-            t.proc.url,
-            rawRequest(
-              'POST',
-              '/v1/chat/completions',
-              { 'content-type': 'application/json', ...bearer(CLIENT_KEY) },
-              body,
-            ),
-          );
+          const r = await postChat(t, CLIENT_KEY, body);
           expect(r.status).toBe(400);
           expect(errorOf(r).message).toContain('nested');
         }
@@ -459,15 +407,7 @@ each((target) => {
         Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${t.proc.child.pid}/status`, 'utf8'))?.[1]) / 1024;
       expect(rss).toBeLessThan(400);
       // and the gateway still serves
-      const ok = await rawExchange(
-        t.proc.url,
-        rawRequest(
-          'POST',
-          '/v1/chat/completions',
-          { 'content-type': 'application/json', ...bearer(CLIENT_KEY) },
-          chatBody('gpt-4o'),
-        ),
-      );
+      const ok = await postChat(t, CLIENT_KEY, chatBody('gpt-4o'));
       expect(ok.status).toBe(200);
     });
 
@@ -521,15 +461,7 @@ each((target) => {
         statuses.join(','),
       ).toBe(true);
       expect(texts.find((a) => a.startsWith('HTTP/1.1 503'))).toContain('retry-after: 1');
-      const ok = await rawExchange(
-        t.proc.url,
-        rawRequest(
-          'POST',
-          '/v1/chat/completions',
-          { 'content-type': 'application/json', ...bearer(CLIENT_KEY) },
-          chatBody('gpt-4o', `,"pad":"${'x'.repeat(4_000_000)}"`),
-        ),
-      );
+      const ok = await postChat(t, CLIENT_KEY, chatBody('gpt-4o', `,"pad":"${'x'.repeat(4_000_000)}"`));
       expect(ok.status).toBe(200);
     });
   });

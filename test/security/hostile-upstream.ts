@@ -10,6 +10,7 @@
  * Every request is recorded, so a test can prove that a refused request never reached it.
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { SNAPSHOT_FORMAT, type Snapshot } from '../../src/snapshot/schema.ts';
 
 export interface Seen {
   method: string;
@@ -98,17 +99,52 @@ export async function hostileUpstream(apiKey: string): Promise<HostileUpstream> 
       res.end(JSON.stringify(completion(model)));
     });
   });
+  return { ...(await listenOnLoopback(server)), seen };
+}
+
+/** Starts an upstream on a free loopback port: its base URL (`…/v1`) and how to stop it. */
+export async function listenOnLoopback(server: Server): Promise<{ url: string; close(): Promise<void> }> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : 0;
   return {
     url: `http://127.0.0.1:${port}/v1`,
-    seen,
     close: () =>
       new Promise<void>((r) => {
         server.closeAllConnections();
         server.close(() => r());
       }),
+  };
+}
+
+/** A snapshot with one serving connection `ai/<name>` to `url` with `apiKey`, exposing `models` as they are. */
+export function oneConnectionSnapshot(
+  name: string,
+  url: string,
+  apiKey: string,
+  models: readonly string[],
+): Snapshot {
+  const ok = { status: 'True' as const, reason: 'Verified', message: '' };
+  return {
+    format: SNAPSHOT_FORMAT,
+    generation: 1,
+    generatedAt: new Date().toISOString(),
+    connections: [
+      {
+        namespace: 'ai',
+        name,
+        provider: 'OpenAI',
+        url,
+        apiKey,
+        headers: {},
+        dropParams: [],
+        tags: [],
+        timeouts: { connectMs: 5000, firstByteMs: 10_000, idleMs: 10_000, totalMs: 30_000 },
+        serving: true,
+        status: { ready: ok, verified: ok },
+        models: models.map((id) => ({ id, upstreamId: id })),
+      },
+    ],
   };
 }
 
