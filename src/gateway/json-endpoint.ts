@@ -41,7 +41,7 @@ export function jsonHandler(deps: JsonEndpointDeps, limits: BodyLimits): (ctx: R
     const ctype = ctx.req.headers['content-type'];
     // A web page can send text/plain or a form to any address without asking (no CORS preflight); JSON it cannot.
     if (!ctype || !JSON_TYPE.test(ctype)) return refuse(ctx, errors.unsupportedMediaType('application/json'));
-    readBody(ctx, limits, (body, guard) => {
+    readBody(ctx, limits, (body, watch) => {
       // Before anything parses it: the depth, the number of containers, and the heap parsing will take.
       const shape = jsonShape(body, MAX_JSON_DEPTH);
       if (shape.tooDeep)
@@ -56,7 +56,7 @@ export function jsonHandler(deps: JsonEndpointDeps, limits: BodyLimits): (ctx: R
             `the body has more than ${MAX_JSON_CONTAINERS.toLocaleString('en')} arrays and objects`,
           ),
         );
-      if (!guard.reserve(parsedHeapEstimate(body.length, shape) - body.length))
+      if (!watch.reserve(parsedHeapEstimate(body.length, shape) - body.length))
         return respondWithError(ctx, errors.busy());
       serveJson(deps, ctx, ctx.route?.endpoint as Endpoint, body, shape).catch((err: unknown) => {
         ctx.log.error({ err }, 'request failed');

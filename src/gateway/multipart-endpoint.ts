@@ -1,4 +1,4 @@
-import { BodyGuard, type BodyLimits } from './body.ts';
+import { type BodyLimits, watchBody } from './body.ts';
 import { GatewayError } from './errors.ts';
 import { candidatesFor, type JsonEndpointDeps } from './json-endpoint.ts';
 import { MultipartError, multipartError, readMultipart } from './multipart.ts';
@@ -33,18 +33,18 @@ async function serveMultipart(
   const { req } = ctx;
   const endpoint = ctx.route?.endpoint as Endpoint;
   const stall = new AbortController();
-  const guard = new BodyGuard(ctx, limits, (err) => stall.abort(err));
+  const watch = watchBody(ctx, limits, (err) => stall.abort(err));
   let upload: Awaited<ReturnType<typeof readMultipart>>;
   try {
     upload = await readMultipart(req, {
       contentType: req.headers['content-type'],
       limit: limits.max,
       declaredLength: Number(req.headers['content-length']),
-      onChunk: (chunk) => guard.chunk(chunk.length),
+      onChunk: (chunk) => watch.chunk(chunk.length),
       signal: stall.signal,
     });
   } finally {
-    guard.stop();
+    watch.stop();
   }
   const candidates = candidatesFor(deps.table(), ctx.clientKey, upload.model);
   await proxy(deps, ctx, {
