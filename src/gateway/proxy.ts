@@ -188,28 +188,27 @@ function errorText(
 }
 
 /**
- * Proxies one request: tries the candidates in the balancer's order, failing over on connect errors, timeouts,
- * 5xx and 429 until a response starts; streams that response through as it arrives; records it (metrics, the
- * access line). The response and the access line are written here.
+ * Proxies one request: `proxy()` tries the candidates in the balancer's order, failing over on connect errors,
+ * timeouts, 5xx and 429 until a response starts; `relay()` streams that response through as it arrives;
+ * `record()` counts it and writes its access line. The answer and the access line are written here.
  *
  * What a request holds is given back on every way out, whatever throws: an attempt's total-timeout timer and
  * balancer slot (releaseAttempt), the request's in-flight entry and its body's share of the buffer budget
  * (finally).
  *
- * One async function whose state is its closures' scope, on purpose. As a class whose steps were methods (a
- * `ProxyRun` holding the same fields), ended requests survived minor GCs: about 1.2 MB promoted per scavenge at
- * concurrency 1 against 0.2 MB, and 0.8-0.9x the throughput (bench/README.md, "GC retention").
+ * The request's state lives in this function's scope; the steps are functions that take what they need and
+ * return what they found. Not a class: as a `ProxyRun` object holding the same state in fields, with the steps as
+ * its methods, ended requests survived minor GCs (1.2 MB promoted per scavenge at concurrency 1 against 0.3 MB,
+ * and 0.8-0.9x the throughput; bench/README.md, "GC retention").
  */
 export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCall): Promise<void> {
   const { balancer, pools, metrics } = deps;
-  const { log, res, req } = ctx;
-  const requestId = ctx.id;
-  const started = ctx.started;
+  const { log, res } = ctx;
 
   let current: Exchange | undefined;
   let gone = false;
   let terminated = false;
-  let sseStarted = false;
+  let sse = false;
   const onClose = () => {
     if (!res.writableFinished) {
       gone = true;
@@ -244,6 +243,11 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
   let usage: Usage | undefined;
   let attempts = 0;
   let failure: string | undefined;
+  const answer = (err: GatewayError) => {
+    status = err.status;
+    failure = err.message;
+    writeError(res, ctx.id, err);
+  };
 
   try {
     const ordered = balancer.order(call.candidates);
@@ -256,17 +260,7 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
       attempts++;
       // The body first: if it cannot be made, nothing has been taken yet.
       const { data, length } = call.body(cand);
-      const target = upstreamTarget(cand.connection, call.endpoint, cand.model.upstreamId);
-      const headers: Record<string, string> = {
-        ...target.headers,
-        'content-type': call.contentType,
-        accept: req.headers.accept ?? '*/*',
-        'accept-encoding': 'identity',
-        'x-request-id': requestId,
-      };
-      if (length !== undefined) headers['content-length'] = String(length);
-      const beta = req.headers['openai-beta'];
-      if (typeof beta === 'string') headers['openai-beta'] = beta;
+      const target = upstreamRequest(ctx, call, cand, length);
       balancer.acquire(cand.key);
       slot = cand.key;
       timer = setTimeout(
@@ -274,13 +268,7 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
         cand.connection.timeouts.totalMs,
       );
       try {
-        const r = new Exchange(pools.get(cand.connection), {
-          origin: target.origin,
-          method: 'POST',
-          path: target.path,
-          headers,
-          body: data,
-        });
+        const r = new Exchange(pools.get(cand.connection), { ...target, method: 'POST', body: data });
         current = r;
         await r.head;
         if (r.statusCode >= 500 || r.statusCode === 429) {
@@ -298,17 +286,9 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
             continue;
           }
           if (r.statusCode >= 500) {
-            const said = upstreamErrorMessage(await scrubbedText(r, cand, 16 * 1024));
-            // Reading the JSON undoes escapes the scrubber leaves in place (`\u0000`): what it said is scrubbed again.
-            const scrubber = scrubberOf(cand.connection);
-            const msg = said && scrubber ? scrubber.scrub(said) : said;
+            lastError = await failedWith(r, cand);
             releaseAttempt();
             chosen = cand;
-            lastError = new GatewayError(
-              502,
-              `Upstream ${cand.key} failed with HTTP ${r.statusCode}${msg ? `: ${msg.slice(0, 300)}` : ''}`,
-              { type: 'upstream_error', code: 'upstream_error' },
-            );
             break;
           }
         } else {
@@ -324,41 +304,21 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
         metrics.upstreamErrors.inc({ connection: cand.key, reason });
         balancer.failure(cand.key);
         chosen = cand;
-        lastError = new GatewayError(
-          isTimeout(reason) ? 504 : 502,
-          `Upstream ${cand.key} ${describe(reason, err)}.`,
-          {
-            type: 'upstream_error',
-            code: isTimeout(reason)
-              ? 'upstream_timeout'
-              : reason === 'blocked_address'
-                ? 'upstream_blocked'
-                : 'upstream_unavailable',
-          },
-        );
+        lastError = unreachable(cand, reason, err);
         log.warn({ connection: cand.key, reason, err: (err as Error).message }, 'upstream request failed');
         if (last) break;
       }
     }
 
     if (!response || !chosen) {
-      if (terminated && !gone) {
-        status = 503;
-        writeError(
-          res,
-          requestId,
-          new GatewayError(503, 'The gateway is shutting down; retry.', { code: 'draining' }),
-        );
-      } else if (gone) {
-        status = 499;
-      } else {
-        const e =
+      if (terminated && !gone)
+        answer(new GatewayError(503, 'The gateway is shutting down; retry.', { code: 'draining' }));
+      else if (gone) status = 499;
+      else
+        answer(
           lastError ??
-          new GatewayError(502, 'No upstream could serve the request.', { code: 'upstream_error' });
-        status = e.status;
-        failure = e.message;
-        writeError(res, requestId, e);
-      }
+            new GatewayError(502, 'No upstream could serve the request.', { code: 'upstream_error' }),
+        );
       return;
     }
 
@@ -369,116 +329,39 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
       // Never followed (SSRF) and never handed to the client, whose next hop it would become.
       response.dump();
       releaseAttempt();
-      const e = new GatewayError(
-        502,
-        `Upstream ${cand.key} answered with a redirect (HTTP ${status}), which the gateway never follows; check its URL.`,
-        { type: 'upstream_error', code: 'upstream_redirect' },
+      answer(
+        new GatewayError(
+          502,
+          `Upstream ${cand.key} answered with a redirect (HTTP ${status}), which the gateway never follows; check its URL.`,
+          { type: 'upstream_error', code: 'upstream_redirect' },
+        ),
       );
-      status = e.status;
-      failure = e.message;
-      writeError(res, requestId, e);
       return;
     }
-    const scrubber = scrubberOf(cand.connection);
-    if (status >= 400 && scrubber) {
-      // Upstream errors pass through, but some providers echo the key in them: scrubbed before they leave.
-      const text = await scrubbedText(response, cand, ERROR_BODY_MAX);
+    if (status >= 400 && scrubberOf(cand.connection)) {
+      await relayScrubbed(ctx, cand, response);
       releaseAttempt();
-      const headers = responseHeaders(response.headers, requestId, false, scrubber);
-      delete headers['content-encoding']; // the text is decoded (errorText)
-      headers['content-length'] = String(Buffer.byteLength(text));
-      res.writeHead(status, headers);
-      res.end(text);
       return;
     }
-    const ctype = String(response.headers['content-type'] ?? '');
-    const sse = ctype.startsWith('text/event-stream');
-    const rewriter = status < 300 ? rewriterFor(cand) : undefined;
-    const out = responseHeaders(response.headers, requestId, sse, scrubber);
-    // A rewritten body has another length: it is sent chunked.
-    if (rewriter) delete out['content-length'];
-    res.writeHead(status, out);
-    sseStarted = sse;
-    const tap = sse ? new SseUsageTap({ hideUsage: call.hideUsage }) : undefined;
-    const wantTail = !sse && status < 300 && ctype.includes('json');
-    let tail: Buffer | undefined;
-    let first = true;
-    const upstream = response;
-    const resume = () => upstream.resume();
+    sse = String(response.headers['content-type'] ?? '').startsWith('text/event-stream');
     try {
-      await upstream.pipe((chunk) => {
-        if (first) {
-          first = false;
-          if (sse)
-            metrics.firstToken(
-              cand,
-              { connection: cand.key, model: call.model, endpoint: call.endpoint, upstream: cand.connection },
-              (performance.now() - started) / 1000,
-            );
-        }
-        const tapped = tap ? tap.push(chunk) : chunk;
-        const out = rewriter ? rewriter.push(tapped) : tapped;
-        if (wantTail) tail = tail ? Buffer.concat([tail, chunk]).subarray(-4096) : chunk.subarray(-4096);
-        if (out.length === 0 || res.write(out)) return true;
-        res.once('drain', resume);
-        return false;
-      });
-      if (tap) {
-        const rest = tap.flush();
-        const out = rewriter && rest.length ? rewriter.push(rest) : rest;
-        if (out.length) res.write(out);
-        usage = tap.usage;
-      } else if (tail) {
-        // Decode only from the usage field on (it is the last one OpenAI-compatible servers write).
-        const at = tail.lastIndexOf('"usage"');
-        if (at >= 0) usage = usageFromJsonTail(tail.toString('utf8', at));
-      }
-      const held = rewriter?.flush();
-      if (held?.length) res.write(held);
-      res.end();
+      usage = await relay(metrics, ctx, call, cand, response, sse);
     } catch (err) {
-      if (gone) {
-        status = 499;
-      } else {
-        const reason: FailureReason | 'shutdown' = terminated ? 'shutdown' : classify(err);
-        if (reason !== 'shutdown') {
-          metrics.upstreamErrors.inc({ connection: cand.key, reason });
-          balancer.failure(cand.key);
-        }
-        failure = reason === 'shutdown' ? 'gateway shutting down' : `upstream ${describe(reason, err)}`;
-        log.warn({ connection: cand.key, reason }, 'response failed after the first byte');
-        if (sse) {
-          res.end(
-            sseErrorEvent(
-              reason === 'shutdown'
-                ? 'The gateway is shutting down and ended this stream; retry.'
-                : `Upstream ${cand.key} ${describe(reason, err)}.`,
-              reason === 'shutdown' ? 'server_error' : 'upstream_error',
-              reason === 'shutdown' ? 'draining' : isTimeout(reason) ? 'upstream_timeout' : 'upstream_error',
-            ),
-          );
-        } else {
-          res.destroy();
-        }
-      }
+      if (!res.headersSent) throw err; // not an upstream failure: the gateway's own (below)
+      if (gone) status = 499;
+      else failure = endBroken(deps, ctx, cand, err, sse, terminated);
     }
   } catch (err) {
     if (err instanceof GatewayError && !res.headersSent) {
-      status = err.status;
-      failure = err.message;
       metrics.answered(ctx.route?.path ?? 'none', err.status, err.code);
-      writeError(res, requestId, err);
+      answer(err);
     } else {
       status = 500;
       failure = (err as Error).message;
       log.error({ err }, 'proxy failed');
-      if (sseStarted) res.end();
+      if (sse && res.headersSent) res.end();
       else
-        writeError(
-          res,
-          requestId,
-          new GatewayError(500, 'Internal gateway error.', { type: 'server_error' }),
-        );
+        writeError(res, ctx.id, new GatewayError(500, 'Internal gateway error.', { type: 'server_error' }));
     }
   } finally {
     releaseAttempt();
@@ -486,26 +369,193 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
     res.off('close', onClose);
     deps.active.remove(inFlight);
     metrics.inFlightAdd(call.endpoint, -1);
-    const connection = chosen?.key ?? '';
-    const seconds = (performance.now() - started) / 1000;
-    metrics.record(chosen, {
-      connection,
-      model: call.model,
-      endpoint: call.endpoint,
-      status,
-      seconds,
-      promptTokens: chosen ? usage?.promptTokens : undefined,
-      completionTokens: chosen ? usage?.completionTokens : undefined,
-      upstream: chosen?.connection,
-      clientKey: ctx.clientKey?.name,
-    });
-    accessLine(ctx, status, {
-      endpoint: call.endpoint,
-      model: call.model,
-      connection,
-      attempts,
-      ...(usage ? { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens } : {}),
-      ...(failure ? { error: failure } : {}),
-    });
+    record(metrics, ctx, call, chosen, status, usage, attempts, failure);
   }
+}
+
+/** The request to one candidate: where it goes, with the dialect's headers and what passes from the client. */
+function upstreamRequest(
+  ctx: RequestContext,
+  call: ProxyCall,
+  cand: Candidate,
+  length: number | undefined,
+): { origin: string; path: string; headers: Record<string, string> } {
+  const { req } = ctx;
+  const target = upstreamTarget(cand.connection, call.endpoint, cand.model.upstreamId);
+  const headers: Record<string, string> = {
+    ...target.headers,
+    'content-type': call.contentType,
+    accept: req.headers.accept ?? '*/*',
+    'accept-encoding': 'identity',
+    'x-request-id': ctx.id,
+  };
+  if (length !== undefined) headers['content-length'] = String(length);
+  const beta = req.headers['openai-beta'];
+  if (typeof beta === 'string') headers['openai-beta'] = beta;
+  return { origin: target.origin, path: target.path, headers };
+}
+
+/** The answer when a candidate could not be reached, refused the address policy, or timed out. */
+function unreachable(cand: Candidate, reason: FailureReason, err: unknown): GatewayError {
+  return new GatewayError(isTimeout(reason) ? 504 : 502, `Upstream ${cand.key} ${describe(reason, err)}.`, {
+    type: 'upstream_error',
+    code: isTimeout(reason)
+      ? 'upstream_timeout'
+      : reason === 'blocked_address'
+        ? 'upstream_blocked'
+        : 'upstream_unavailable',
+  });
+}
+
+/** The answer when the last candidate failed with a 5xx: its status and its own message, scrubbed. */
+async function failedWith(r: Exchange, cand: Candidate): Promise<GatewayError> {
+  const said = upstreamErrorMessage(await scrubbedText(r, cand, 16 * 1024));
+  // Reading the JSON undoes escapes the scrubber leaves in place (`\u0000`): what it said is scrubbed again.
+  const scrubber = scrubberOf(cand.connection);
+  const msg = said && scrubber ? scrubber.scrub(said) : said;
+  return new GatewayError(
+    502,
+    `Upstream ${cand.key} failed with HTTP ${r.statusCode}${msg ? `: ${msg.slice(0, 300)}` : ''}`,
+    { type: 'upstream_error', code: 'upstream_error' },
+  );
+}
+
+/**
+ * An upstream error (4xx) passed through, but scrubbed first: some providers echo the key in them. The body is
+ * decoded (errorText), so it goes without its content-encoding.
+ */
+async function relayScrubbed(ctx: RequestContext, cand: Candidate, response: Exchange): Promise<void> {
+  const text = await scrubbedText(response, cand, ERROR_BODY_MAX);
+  const headers = responseHeaders(response.headers, ctx.id, false, scrubberOf(cand.connection));
+  delete headers['content-encoding'];
+  headers['content-length'] = String(Buffer.byteLength(text));
+  ctx.res.writeHead(response.statusCode, headers);
+  ctx.res.end(text);
+}
+
+/**
+ * Streams a response that started through to the client, as it arrives, rewriting `model` members when the
+ * client knows the model by another ID; returns the usage it reported. Throws when the upstream fails midway.
+ */
+async function relay(
+  metrics: GatewayMetrics,
+  ctx: RequestContext,
+  call: ProxyCall,
+  cand: Candidate,
+  response: Exchange,
+  sse: boolean,
+): Promise<Usage | undefined> {
+  const { res } = ctx;
+  const status = response.statusCode;
+  const rewriter = status < 300 ? rewriterFor(cand) : undefined;
+  const out = responseHeaders(response.headers, ctx.id, sse, scrubberOf(cand.connection));
+  // A rewritten body has another length: it is sent chunked.
+  if (rewriter) delete out['content-length'];
+  res.writeHead(status, out);
+  const tap = sse ? new SseUsageTap({ hideUsage: call.hideUsage }) : undefined;
+  const wantTail = !sse && status < 300 && String(response.headers['content-type'] ?? '').includes('json');
+  let tail: Buffer | undefined;
+  let first = true;
+  const started = ctx.started;
+  const resume = () => response.resume();
+  await response.pipe((chunk) => {
+    if (first) {
+      first = false;
+      if (sse)
+        metrics.firstToken(
+          cand,
+          { connection: cand.key, model: call.model, endpoint: call.endpoint, upstream: cand.connection },
+          (performance.now() - started) / 1000,
+        );
+    }
+    const tapped = tap ? tap.push(chunk) : chunk;
+    const bytes = rewriter ? rewriter.push(tapped) : tapped;
+    if (wantTail) tail = tail ? Buffer.concat([tail, chunk]).subarray(-4096) : chunk.subarray(-4096);
+    if (bytes.length === 0 || res.write(bytes)) return true;
+    res.once('drain', resume);
+    return false;
+  });
+  let usage: Usage | undefined;
+  if (tap) {
+    const rest = tap.flush();
+    const bytes = rewriter && rest.length ? rewriter.push(rest) : rest;
+    if (bytes.length) res.write(bytes);
+    usage = tap.usage;
+  } else if (tail) {
+    // Decode only from the usage field on (it is the last one OpenAI-compatible servers write).
+    const at = tail.lastIndexOf('"usage"');
+    if (at >= 0) usage = usageFromJsonTail(tail.toString('utf8', at));
+  }
+  const held = rewriter?.flush();
+  if (held?.length) res.write(held);
+  res.end();
+  return usage;
+}
+
+/**
+ * Ends a response that failed after it started reaching the client: an SSE error event when streaming, else the
+ * connection is cut (the client sees a truncated body, never a complete-looking one). Returns what the access
+ * line says.
+ */
+function endBroken(
+  deps: ProxyDeps,
+  ctx: RequestContext,
+  cand: Candidate,
+  err: unknown,
+  sse: boolean,
+  terminated: boolean,
+): string {
+  const reason: FailureReason | 'shutdown' = terminated ? 'shutdown' : classify(err);
+  if (reason !== 'shutdown') {
+    deps.metrics.upstreamErrors.inc({ connection: cand.key, reason });
+    deps.balancer.failure(cand.key);
+  }
+  ctx.log.warn({ connection: cand.key, reason }, 'response failed after the first byte');
+  if (!sse) ctx.res.destroy();
+  else if (reason === 'shutdown')
+    ctx.res.end(
+      sseErrorEvent('The gateway is shutting down and ended this stream; retry.', 'server_error', 'draining'),
+    );
+  else
+    ctx.res.end(
+      sseErrorEvent(
+        `Upstream ${cand.key} ${describe(reason, err)}.`,
+        'upstream_error',
+        isTimeout(reason) ? 'upstream_timeout' : 'upstream_error',
+      ),
+    );
+  return reason === 'shutdown' ? 'gateway shutting down' : `upstream ${describe(reason, err)}`;
+}
+
+/** Counts a finished request and writes its access line. */
+function record(
+  metrics: GatewayMetrics,
+  ctx: RequestContext,
+  call: ProxyCall,
+  chosen: Candidate | undefined,
+  status: number,
+  usage: Usage | undefined,
+  attempts: number,
+  failure: string | undefined,
+): void {
+  const connection = chosen?.key ?? '';
+  metrics.record(chosen, {
+    connection,
+    model: call.model,
+    endpoint: call.endpoint,
+    status,
+    seconds: (performance.now() - ctx.started) / 1000,
+    promptTokens: chosen ? usage?.promptTokens : undefined,
+    completionTokens: chosen ? usage?.completionTokens : undefined,
+    upstream: chosen?.connection,
+    clientKey: ctx.clientKey?.name,
+  });
+  accessLine(ctx, status, {
+    endpoint: call.endpoint,
+    model: call.model,
+    connection,
+    attempts,
+    ...(usage ? { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens } : {}),
+    ...(failure ? { error: failure } : {}),
+  });
 }
