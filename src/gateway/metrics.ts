@@ -1,6 +1,7 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import { dialect } from '../providers/dialects.ts';
 import type { SnapshotConnection } from '../snapshot/schema.ts';
+import { type HistogramCell, HotHistogram } from './hot-histogram.ts';
 
 /** What one request adds to the per-route series, recorded by GatewayMetrics.record(). */
 export interface RequestRecord {
@@ -17,7 +18,7 @@ export interface RequestRecord {
   clientKey?: string;
 }
 
-type Observer = { observe(value: number): void };
+type Observer = HistogramCell;
 
 /** The OpenTelemetry GenAI series of one route, made when the route is first recorded with its upstream. */
 interface GenAiSeries {
@@ -38,6 +39,8 @@ interface RouteTotals {
   promptTokens: number;
   completionTokens: number;
   duration: Observer;
+  /** Made on the route's first streamed response. */
+  ttft?: Observer;
   genAi?: GenAiSeries;
 }
 
@@ -89,8 +92,8 @@ function serverAddress(url: string): string {
 export class GatewayMetrics {
   readonly registry = new Registry();
   readonly requests: Counter<'connection' | 'model' | 'endpoint' | 'status'>;
-  readonly duration: Histogram<'connection' | 'model' | 'endpoint'>;
-  readonly ttft: Histogram<'connection' | 'model' | 'endpoint'>;
+  readonly duration: HotHistogram<'connection' | 'model' | 'endpoint'>;
+  readonly ttft: HotHistogram<'connection' | 'model' | 'endpoint'>;
   readonly tokens: Counter<'connection' | 'model' | 'type'>;
   readonly upstreamErrors: Counter<'connection' | 'reason'>;
   readonly rejected: Counter<'route' | 'status' | 'code'>;
@@ -104,9 +107,9 @@ export class GatewayMetrics {
   readonly clientKeysState: Gauge<'state'>;
   readonly clientRequests: Counter<'client_key' | 'model' | 'status'>;
   readonly clientTokens: Counter<'client_key' | 'model' | 'type'>;
-  readonly genAiDuration: Histogram<(typeof GENAI_LABELS)[number] | 'error_type'>;
-  readonly genAiTokens: Histogram<(typeof GENAI_LABELS)[number] | 'gen_ai_token_type'>;
-  readonly genAiTtft: Histogram<(typeof GENAI_LABELS)[number]>;
+  readonly genAiDuration: HotHistogram<(typeof GENAI_LABELS)[number] | 'error_type'>;
+  readonly genAiTokens: HotHistogram<(typeof GENAI_LABELS)[number] | 'gen_ai_token_type'>;
+  readonly genAiTtft: HotHistogram<(typeof GENAI_LABELS)[number]>;
   // prom-client validates and hashes the label set on every inc(); on the proxy's path these are plain additions,
   // handed to prom-client when it is scraped. Keyed by label values, so bounded by the snapshot like the series.
   private readonly totals = new Map<string, RouteTotals>();
@@ -128,14 +131,14 @@ export class GatewayMetrics {
           for (const [status, n] of t.byStatus) this.requests.inc({ ...t.labels, status: String(status) }, n);
       },
     });
-    this.duration = new Histogram({
+    this.duration = new HotHistogram({
       name: 'plugboard_gateway_request_duration_seconds',
       help: 'Time from the request to the end of the response, streamed responses included.',
       labelNames: ['connection', 'model', 'endpoint'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
       registers,
     });
-    this.ttft = new Histogram({
+    this.ttft = new HotHistogram({
       name: 'plugboard_gateway_time_to_first_token_seconds',
       help: 'Time from the request to the first streamed chunk sent to the client (streaming requests).',
       labelNames: ['connection', 'model', 'endpoint'],
@@ -247,7 +250,7 @@ export class GatewayMetrics {
       },
     });
     // Buckets: the semantic conventions' advice for each instrument.
-    this.genAiDuration = new Histogram({
+    this.genAiDuration = new HotHistogram({
       name: 'gen_ai_client_operation_duration_seconds',
       help:
         'OpenTelemetry GenAI gen_ai.client.operation.duration: proxied requests, by operation, provider, ' +
@@ -256,14 +259,14 @@ export class GatewayMetrics {
       buckets: [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92],
       registers,
     });
-    this.genAiTokens = new Histogram({
+    this.genAiTokens = new HotHistogram({
       name: 'gen_ai_client_token_usage',
       help: 'OpenTelemetry GenAI gen_ai.client.token.usage: tokens per request, by gen_ai_token_type (input or output).',
       labelNames: [...GENAI_LABELS, 'gen_ai_token_type'],
       buckets: [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864],
       registers,
     });
-    this.genAiTtft = new Histogram({
+    this.genAiTtft = new HotHistogram({
       name: 'gen_ai_server_time_to_first_token_seconds',
       help: 'OpenTelemetry GenAI gen_ai.server.time_to_first_token: time to the first streamed chunk.',
       labelNames: [...GENAI_LABELS],
@@ -340,7 +343,8 @@ export class GatewayMetrics {
     seconds: number,
   ): void {
     const t = this.totalsFor(route, r.connection, r.model, r.endpoint, r.upstream);
-    this.ttft.observe(t.labels, seconds);
+    t.ttft ??= this.ttft.labels(t.labels);
+    t.ttft.observe(seconds);
     t.genAi?.ttft.observe(seconds);
   }
 
