@@ -1,15 +1,22 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ProviderConnectionSpec,
   type ProviderConnectionSpecInput,
 } from '../../src/api/provider-connection.ts';
+import { ManifestStore } from '../../src/cli/local-adapters.ts';
+import { loadManifests } from '../../src/cli/manifests.ts';
 import {
   type MockIdentityProvider,
   type MockProvider,
   startMockIdentityProvider,
   startMockProvider,
 } from '../../src/mock-provider/index.ts';
+import { ControlLoop } from '../../src/operator/control-loop.ts';
 import {
   ServiceAccountTokenError,
   type ServiceAccountTokenSource,
@@ -17,8 +24,11 @@ import {
 } from '../../src/operator/credentials/mint.ts';
 import { verifyTargetOf } from '../../src/operator/logic/reconcile.ts';
 import { isTokenDue, type MintOutcome, rememberMint, validToken } from '../../src/operator/logic/tokens.ts';
+import { OperatorMetrics } from '../../src/operator/metrics.ts';
+import type { ObjectEvent } from '../../src/operator/ports.ts';
 import { verifyConnection } from '../../src/operator/verification/verify.ts';
 import { signJwtRs256 } from '../../src/providers/credentials.ts';
+import type { SnapshotConnection } from '../../src/snapshot/schema.ts';
 
 /**
  * Each keyless credential kind against the simulated identity providers, through the operator's minting code
@@ -450,5 +460,79 @@ describe('the refresh schedule', () => {
   it('a Retry-After longer than the backoff is honoured', () => {
     const m = rememberMint(undefined, 'f', { ...down, retryAfterMs: 30_000 }, at, () => 0.5);
     expect(m.refreshAt - at).toBe(30_000);
+  });
+});
+
+describe('the control loop on manifest files (standalone mode) with keyless credentials', () => {
+  it('a client secret becomes a token in the snapshot; the secret itself never does; workload identity says why not', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'plugboard-keyless-'));
+    const store = new ManifestStore({});
+    const snapshot = new Map<string, SnapshotConnection>();
+    const events: ObjectEvent[] = [];
+    const loop = new ControlLoop({
+      objects: store,
+      secrets: store,
+      status: store,
+      events: { record: async (e) => void events.push(e) },
+      snapshot,
+      metrics: new OperatorMetrics({ defaultMetrics: false }),
+      log: pino({ level: 'silent' }),
+    });
+    loop.start();
+    try {
+      const entra = (name: string, proof: string) =>
+        `apiVersion: plugboard.dev/v1alpha1\nkind: ProviderConnection\nmetadata: {name: ${name}}\nspec: {provider: AzureOpenAI, url: '${azure.url}', azure: {apiVersion: v1}, entraID: {tenantID: ${TENANT}, clientID: ${APP}, authorityHost: '${idp.authorityHost}', ${proof}}}`;
+      const list = (name: string) =>
+        `apiVersion: plugboard.dev/v1alpha1\nkind: ModelAllowlist\nmetadata: {name: ${name}}\nspec: {connectionRef: {name: ${name}}, models: [my-gpt-4o-deployment]}`;
+      writeFileSync(
+        join(dir, 'all.yaml'),
+        [
+          `apiVersion: v1\nkind: Secret\nmetadata: {name: app}\nstringData: {clientSecret: ${SECRET}}`,
+          entra('secret', 'clientSecretRef: {name: app}'),
+          list('secret'),
+          entra('federated', 'workloadIdentity: {serviceAccountName: azure}'),
+        ].join('\n---\n'),
+      );
+      const set = await loadManifests([dir]);
+      expect(set.errors).toEqual([]);
+      store.apply(set, loop);
+      await loop.idle();
+
+      const entry = snapshot.get('default/secret');
+      expect(entry).toMatchObject({ serving: true, models: [{ id: 'my-gpt-4o-deployment' }] });
+      expect(entry?.apiKey).toBeUndefined();
+      expect(idp.check(entry?.accessToken ?? '', 'https://cognitiveservices.azure.com')).toBeUndefined();
+      expect(JSON.stringify([...snapshot.values()])).not.toContain(SECRET);
+      const status = store.connection('default/secret')?.status;
+      const cond = (type: string) => status?.conditions?.find((c) => c.type === type);
+      expect(cond('SecretResolved')).toMatchObject({
+        status: 'True',
+        message: 'client secret read from Secret "app"',
+      });
+      expect(cond('CredentialReady')).toMatchObject({ status: 'True', reason: 'TokenIssued' });
+      expect(cond('CredentialReady')?.message).toContain(
+        `Entra ID (tenant ${TENANT}, client ${APP}, client secret)`,
+      );
+      expect(cond('Ready')).toMatchObject({ status: 'True', reason: 'Verified' });
+      expect(Date.parse(status?.credentialExpiresAt ?? '')).toBeGreaterThan(Date.now() + 3000 * 1000);
+      expect(JSON.stringify(status)).not.toContain(entry?.accessToken);
+
+      const federated = store.connection('default/federated')?.status?.conditions;
+      expect(federated?.find((c) => c.type === 'CredentialReady')).toMatchObject({
+        status: 'False',
+        reason: 'WorkloadIdentityUnavailable',
+      });
+      expect(federated?.find((c) => c.type === 'Ready')).toMatchObject({
+        status: 'False',
+        reason: 'WorkloadIdentityUnavailable',
+      });
+      expect(federated?.find((c) => c.type === 'Verified')).toMatchObject({ status: 'Unknown' });
+      expect(snapshot.get('default/federated')).toMatchObject({ serving: false, models: [] });
+      expect(snapshot.get('default/federated')?.accessToken).toBeUndefined();
+      expect(JSON.stringify(events)).not.toContain(entry?.accessToken);
+    } finally {
+      await loop.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
