@@ -443,9 +443,9 @@ describe('the refresh schedule', () => {
     expect(attempts.slice(0, 3)).toEqual([2_000, 4_000, 8_000]);
     expect(validToken(m, at + 60_000)).toBeUndefined();
     expect(m.lastFailure?.reason).toBe('IdentityProviderUnavailable');
-    // once expired, retries back off to at most 5 minutes
+    // once expired, retries back off to one a minute (+20% jitter at most)
     for (let i = 0; i < 20; i++) m = rememberMint(m, 'f', down, now, () => 1);
-    expect(m.refreshAt - now).toBe(6 * 60_000);
+    expect(m.refreshAt - now).toBe(72_000);
   });
 
   it('a changed identity asks again at once and drops the token of the old one', () => {

@@ -14,9 +14,12 @@ export const REFRESH_FRACTION = 0.5;
 export const REFRESH_JITTER = 0.1;
 /** A long-lived token is replaced at least this long before it expires. */
 export const REFRESH_MARGIN_MS = 5 * 60_000;
-/** Failed requests are retried after 2 s, doubling, at most every 5 minutes (with ±20% jitter). */
+/**
+ * Failed requests are retried after 2 s, doubling, at least every minute (±20% jitter): without a valid token the
+ * connection is out of service, so an identity provider that recovers is noticed within about a minute.
+ */
 export const RETRY_BASE_MS = 2_000;
-export const RETRY_MAX_MS = 5 * 60_000;
+export const RETRY_MAX_MS = 60_000;
 
 export interface HeldToken {
   value: string;
