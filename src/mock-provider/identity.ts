@@ -92,8 +92,15 @@ export interface MockIdentityProvider {
   /** For googleCloud.workloadIdentityFederation.iamCredentialsURL. */
   readonly iamCredentialsUrl: string;
   readonly requests: IdentityRequest[];
-  /** Tokens issued so far, oldest first (the values stay inside the mock). */
+  /** How many access tokens it has issued. */
   readonly issuedCount: number;
+  /**
+   * For leak tests: every access token issued, and every credential presented (client secrets, assertions,
+   * subject tokens, bearer tokens), which must never show up in logs, status, Events, metrics or error bodies.
+   */
+  secrets(): { issued: string[]; presented: string[] };
+  /** When an issued token expires (ms since the epoch); undefined for one it did not issue. */
+  expiryOf(token: string): number | undefined;
   /** A new Google service account key JSON (what the console downloads) whose token_uri is this mock. */
   serviceAccountKey(email: string): string;
   /** Whether `token` is one this mock issued for `resource` and has not expired; else why not. */
@@ -148,6 +155,7 @@ export async function startMockIdentityProvider(
   const serviceAccounts = opts.googleServiceAccounts ?? [];
   const saKeys = new Map<string, Map<string, JsonWebKey>>();
   const tokens = new Map<string, Issued>();
+  const presented = new Set<string>();
   const requests: IdentityRequest[] = [];
   const jwksCache = new Map<string, JsonWebKey[]>();
   let origin = '';
@@ -502,6 +510,13 @@ export async function startMockIdentityProvider(
     for await (const c of req) chunks.push(c as Buffer);
     const body = Buffer.concat(chunks).toString('utf8');
     const path = new URL(req.url ?? '/', 'http://mock').pathname;
+    const given = new URLSearchParams(body);
+    for (const k of ['client_secret', 'client_assertion', 'subject_token', 'assertion']) {
+      const v = given.get(k);
+      if (v) presented.add(v);
+    }
+    const bearer = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1];
+    if (bearer) presented.add(bearer);
     const endpoint: IdentityRequest['endpoint'] = ENTRA.test(path)
       ? 'entra'
       : path === '/v1/token'
@@ -605,6 +620,8 @@ export async function startMockIdentityProvider(
         universe_domain: 'googleapis.com',
       });
     },
+    secrets: () => ({ issued: [...tokens.keys()], presented: [...presented] }),
+    expiryOf: (token) => tokens.get(token)?.expiresAt,
     check,
     accepts: (resource) => (token) => check(token, resource),
     setFailure(f) {
