@@ -120,7 +120,7 @@ export function serviceAccountTokensFromApi(client: KubeClient): ServiceAccountT
         if (KubeError.is(err, 403)) {
           throw new ServiceAccountTokenError(
             'TokenRequestForbidden',
-            `the operator may not request tokens for ServiceAccount "${name}" in namespace ${namespace} (it needs create on serviceaccounts/token there; the chart grants it in the namespaces it watches)`,
+            `the operator may not request tokens for ServiceAccount "${name}" in namespace ${namespace} (it needs create on serviceaccounts/token for it; with the Helm chart, add {namespace: ${namespace}, name: ${name}} to workloadIdentity.serviceAccounts)`,
           );
         }
         throw err;
