@@ -1,9 +1,10 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CredentialReasons } from '../../src/api/credentials.ts';
 import {
   ProviderConnectionSpec,
   type ProviderConnectionSpecInput,
@@ -533,6 +534,15 @@ describe('the control loop on manifest files (standalone mode) with keyless cred
     } finally {
       await loop.stop();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('docs/credentials.md', () => {
+  it('has a troubleshooting row for every CredentialReady reason', () => {
+    const doc = readFileSync(join(import.meta.dirname, '..', '..', 'docs', 'credentials.md'), 'utf8');
+    for (const reason of CredentialReasons) {
+      expect(doc, reason).toMatch(new RegExp(`^\\| \`${reason}\`[^|]*\\|[^|]+\\|[^|]+\\|$`, 'm'));
     }
   });
 });

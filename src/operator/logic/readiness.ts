@@ -142,7 +142,9 @@ export function credentialIssued(i: ConnectionInput): CheckFailure | undefined {
   const expired = held ? `the access token expired at ${kubeTime(new Date(held.expiresAt))}: ` : '';
   if (!f) return fail('Pending', `${expired}no access token yet`, 'Unknown');
   return { ...fail(f.reason, `${expired}${f.message}`), waiting: 'waiting for an access token' };
-} /** A verification has finished since the operator started. */
+}
+
+/** A verification has finished since the operator started. */
 export function verificationRan(i: ConnectionInput): CheckFailure | undefined {
   return i.memory ? undefined : fail('Pending', 'verification has not run yet', 'Unknown');
 }
