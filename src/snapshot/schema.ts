@@ -41,6 +41,14 @@ export const SnapshotConnection = z.object({
    * instead of a key; replaced at about half its lifetime. Never leaves the gateway process.
    */
   accessToken: z.string().optional(),
+  /** When accessToken expires (RFC 3339, milliseconds). */
+  accessTokenExpiresAt: z.string().optional(),
+  /**
+   * A hash of the identity accessToken is for (the credential's spec and its Secret's value): a restarted operator
+   * adopts a still-valid token of an unchanged identity, so an identity provider that is down at that moment does
+   * not take the connection out of routing. Read by the operator only.
+   */
+  credentialFingerprint: z.string().optional(),
   azureApiVersion: z.string().optional(),
   headers: z.record(z.string(), z.string()).default({}),
   dropParams: z.array(z.string()).default([]),

@@ -234,6 +234,47 @@ describe('Azure workload identity through the TokenRequest API', () => {
     }
   }, 180_000);
 
+  it('an operator restarted while the identity provider is down adopts the valid token and keeps serving', async () => {
+    const upstream = await mock({ profile: 'azure', acceptToken: idp.accepts(COGNITIVE) });
+    try {
+      await api.connection('restart', { ...entra(upstream), modelPrefix: 'restart' });
+      await api.allowlist('restart', 'restart', ['gpt-4o-mini']);
+      await api.waitReady('restart', 'Verified', 30_000);
+      await served('restart.gpt-4o-mini');
+      const before = (await api.snapshot())?.connections.find((x) => x.name === 'restart');
+      expect(before?.credentialFingerprint).toMatch(/^[0-9a-f]{64}$/);
+      // the operator reckons the expiry from expires_in when the answer arrives: the mock's instant, give or take
+      const drift =
+        Date.parse(before?.accessTokenExpiresAt ?? '') - (idp.expiryOf(before?.accessToken ?? '') ?? 0);
+      expect(Math.abs(drift)).toBeLessThan(5_000);
+
+      idp.setFailure({ kind: 'status', status: 503 });
+      await op.stop();
+      op = startOperator(kc, ns, { leaderElection: false, probeListen: { host: '127.0.0.1', port: 0 } });
+      // The new operator asks at once, is refused, and keeps the token it adopted from the snapshot.
+      const failing = await condition(
+        'restart',
+        'CredentialReady',
+        (c) => c.reason === 'TokenRefreshFailing',
+      );
+      expect(cond(failing, 'Ready')).toMatchObject({ status: 'True', reason: 'Verified' });
+      const after = (await api.snapshot())?.connections.find((x) => x.name === 'restart');
+      expect(after).toMatchObject({ serving: true, accessToken: before?.accessToken });
+      expect((await chat('restart.gpt-4o-mini')).status).toBe(200);
+      expect(upstream.requests.at(-1)?.headers.authorization).toBe(`Bearer ${before?.accessToken}`);
+
+      idp.setFailure(undefined);
+      await condition('restart', 'CredentialReady', (c) => c.reason === 'TokenIssued');
+      const renewed = await eventually(async () => {
+        const e = (await api.snapshot())?.connections.find((x) => x.name === 'restart');
+        return e?.accessToken !== before?.accessToken ? e : undefined;
+      }, 'a new token in the snapshot');
+      expect(idp.check(renewed.accessToken ?? '', COGNITIVE)).toBeUndefined();
+    } finally {
+      idp.setFailure(undefined);
+    }
+  }, 120_000);
+
   it.each([
     [
       'wrong-tenant',

@@ -24,7 +24,14 @@ import {
   tokenMinter,
 } from '../../src/operator/credentials/mint.ts';
 import { verifyTargetOf } from '../../src/operator/logic/reconcile.ts';
-import { isTokenDue, type MintOutcome, rememberMint, validToken } from '../../src/operator/logic/tokens.ts';
+import {
+  adoptToken,
+  isTokenDue,
+  type MintOutcome,
+  rememberMint,
+  type TokenMemory,
+  validToken,
+} from '../../src/operator/logic/tokens.ts';
 import { OperatorMetrics } from '../../src/operator/metrics.ts';
 import type { ObjectEvent } from '../../src/operator/ports.ts';
 import { verifyConnection } from '../../src/operator/verification/verify.ts';
@@ -456,6 +463,25 @@ describe('the refresh schedule', () => {
     const failed = rememberMint(m, 'new', down, at + 1000);
     expect(failed.token).toBeUndefined();
     expect(failed.failures).toBe(1);
+  });
+
+  it('after a restart, a valid token from the snapshot is adopted and replaced at once; kept if that fails', () => {
+    const entry = {
+      accessToken: 't0',
+      accessTokenExpiresAt: new Date(at + 600_000).toISOString(),
+      credentialFingerprint: 'f',
+    };
+    const adopted = adoptToken(entry, at) as TokenMemory;
+    expect(adopted.token).toMatchObject({ value: 't0', expiresAt: at + 600_000 });
+    expect(isTokenDue(adopted, 'f', at)).toBe(true);
+    const failed = rememberMint(adopted, 'f', down, at);
+    expect(validToken(failed, at + 1000)?.value).toBe('t0');
+    // of another identity (the spec or Secret changed meanwhile): dropped on the first failure
+    expect(rememberMint(adopted, 'g', down, at).token).toBeUndefined();
+    // expired, or without its expiry or identity: not adopted
+    expect(adoptToken(entry, at + 600_000)).toBeUndefined();
+    expect(adoptToken({ accessToken: 't0', credentialFingerprint: 'f' }, at)).toBeUndefined();
+    expect(adoptToken({ ...entry, credentialFingerprint: undefined }, at)).toBeUndefined();
   });
 
   it('a Retry-After longer than the backoff is honoured', () => {

@@ -12,7 +12,7 @@ import type { VerificationMemory } from '../logic/connection-status.ts';
 import { planInvalidSpec } from '../logic/invalid-spec.ts';
 import type { ConnectionView } from '../logic/readiness.ts';
 import { refreshTokenIfDue, type Verifier, verifyIfDueAndPlan } from '../logic/reconcile.ts';
-import type { TokenMemory } from '../logic/tokens.ts';
+import { adoptToken, type TokenMemory } from '../logic/tokens.ts';
 import type {
   AllowlistObject,
   ConnectionObject,
@@ -46,7 +46,7 @@ export interface ConnectionControllerOptions extends StatusExit {
 export class ConnectionController {
   private readonly o: ConnectionControllerOptions;
   private readonly memory = new Map<string, VerificationMemory>();
-  /** Access tokens: held here and in the snapshot, nowhere else; obtained again after a restart. */
+  /** Access tokens: held here and in the snapshot, nowhere else; adopted from the snapshot after a restart. */
   private readonly tokens = new Map<string, TokenMemory>();
   private readonly views = new Map<string, ConnectionView>();
 
@@ -61,10 +61,14 @@ export class ConnectionController {
 
   /**
    * Remembers the model lists of a snapshot written before a restart as the last good ones, so a connection whose
-   * upstream fails at start-up keeps serving them (and says so) instead of emptying the gateway.
+   * upstream fails at start-up keeps serving them (and says so) instead of emptying the gateway; and adopts its
+   * still-valid access tokens, so an identity provider that is down at start-up does not either.
    */
   seed(previous: Snapshot): void {
+    const now = Date.now();
     for (const c of previous.connections) {
+      const token = adoptToken(c, now);
+      if (token) this.tokens.set(`${c.namespace}/${c.name}`, token);
       const at = c.status.lastVerifiedTime ? Date.parse(c.status.lastVerifiedTime) : Date.now();
       this.memory.set(`${c.namespace}/${c.name}`, {
         fingerprint: '',

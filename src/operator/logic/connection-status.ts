@@ -187,7 +187,13 @@ export function planConnection(o: ConnectionObservation): ConnectionPlan {
     ...(credentialKind(spec) === 'apiKey' && o.secret.kind === 'resolved' && spec.enabled
       ? { apiKey: o.secret.value }
       : {}),
-    ...(token && usable ? { accessToken: token.value } : {}),
+    ...(token && usable
+      ? {
+          accessToken: token.value,
+          accessTokenExpiresAt: new Date(token.expiresAt).toISOString(),
+          credentialFingerprint: (o.token as TokenMemory).fingerprint,
+        }
+      : {}),
     ...(spec.azure ? { azureApiVersion: spec.azure.apiVersion } : {}),
     headers: spec.headers ?? {},
     dropParams: spec.dropParams ?? [],

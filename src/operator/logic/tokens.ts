@@ -113,3 +113,21 @@ export function tokenRequeueMs(
   const at = [mem.refreshAt, ...(validToken(mem, now) ? [(mem.token as HeldToken).expiresAt] : [])];
   return Math.max(0, Math.min(...at) - now);
 }
+
+/**
+ * A token from the snapshot written before a restart, adopted while it is valid: it keeps serving, and a new one is
+ * asked for at once (its age is unknown). Kept through failures only while the identity is unchanged.
+ */
+export function adoptToken(
+  entry: { accessToken?: string; accessTokenExpiresAt?: string; credentialFingerprint?: string },
+  now: number,
+): TokenMemory | undefined {
+  const expiresAt = entry.accessTokenExpiresAt ? Date.parse(entry.accessTokenExpiresAt) : Number.NaN;
+  if (!entry.accessToken || !entry.credentialFingerprint || !(expiresAt > now)) return undefined;
+  return {
+    fingerprint: entry.credentialFingerprint,
+    token: { value: entry.accessToken, issuedAt: now, expiresAt },
+    refreshAt: now,
+    failures: 0,
+  };
+}
