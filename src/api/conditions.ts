@@ -17,8 +17,17 @@ export const CONDITION_READY = 'Ready';
  * generation, and only a change to the object makes it try again (kstatus: failed, not in progress).
  */
 export const CONDITION_STALLED = 'Stalled';
-/** ProviderConnection, normal-true: the API key was read from its Secret, or the connection needs none. */
+/**
+ * ProviderConnection, normal-true: the Secret its credential names was read (the API key, an Entra ID client
+ * secret or a Google service account key), or the connection needs none.
+ */
 export const CONDITION_SECRET_RESOLVED = 'SecretResolved';
+/**
+ * ProviderConnection with entraID or googleCloud, normal-true (absent on other connections): the operator holds a
+ * valid access token from the identity provider. Reasons in credentials.ts; `status.credentialExpiresAt` says
+ * until when. Unknown while the Secret it needs is missing.
+ */
+export const CONDITION_CREDENTIAL_READY = 'CredentialReady';
 /**
  * ProviderConnection, normal-true: the upstream accepted the key at spec.url (its model list answered or,
  * without one, the verification probe did). Unknown while an earlier check keeps it from running.
@@ -43,13 +52,13 @@ export const REASON_INVALID_SPEC = 'InvalidSpec';
 export const ConnectionReasons = [
   /** spec.enabled is false: out of routing and not verified (Ready False, the other conditions Unknown). */
   'Disabled',
-  /** SecretResolved False: the Secret apiKeySecretRef names does not exist in the connection's namespace. */
+  /** SecretResolved False: the Secret the credential names does not exist in the connection's namespace. */
   'SecretNotFound',
   /** SecretResolved False: the Secret lacks the key (standalone: the environment variable it names is unset). */
   'SecretKeyMissing',
-  /** SecretResolved True: the API key was read from the Secret. */
+  /** SecretResolved True: the API key (or client secret, or service account key) was read from the Secret. */
   'SecretResolved',
-  /** SecretResolved True: no apiKeySecretRef, so requests carry no key. */
+  /** SecretResolved True: no Secret to read: no apiKeySecretRef (requests carry no key), or workload identity. */
   'NoSecretRequired',
   /** Unknown: the first verification has not finished yet. */
   'Pending',

@@ -1,5 +1,6 @@
 export * from './common.ts';
 export * from './conditions.ts';
+export * from './credentials.ts';
 export * from './model-allowlist.ts';
 export * from './provider-connection.ts';
 export * from './validate.ts';

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { API_VERSION, conditions, duration, ObjectMeta, objectName } from './common.ts';
+import { API_VERSION, conditions, duration, ObjectMeta } from './common.ts';
+import { EntraID, GoogleCloud, secretKeyRef } from './credentials.ts';
 import { withRules } from './rules.ts';
 import { upstreamUrl } from './upstream-url.ts';
 
@@ -10,7 +11,8 @@ export const ProviderType = z
   .meta({
     description:
       'Wire dialect of the upstream. OpenAI covers every OpenAI-compatible server (Gemini, DeepSeek, Mistral, Groq, ' +
-      'OpenRouter, vLLM, llama.cpp, ...). AzureOpenAI uses deployment paths, api-version and an api-key header. ' +
+      'OpenRouter, vLLM, llama.cpp, Vertex AI, ...). AzureOpenAI uses deployment paths, api-version and an api-key ' +
+      'header (Authorization: Bearer with entraID). ' +
       "Anthropic uses Anthropic's OpenAI compatibility layer with x-api-key for model discovery.",
   });
 export type ProviderType = z.output<typeof ProviderType>;
@@ -19,18 +21,11 @@ export type ProviderType = z.output<typeof ProviderType>;
 export const CREDENTIAL_HEADERS = ['authorization', 'api-key', 'x-api-key', 'proxy-authorization', 'cookie'];
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
 
-export const SecretKeyRef = z
-  .object({
-    name: objectName.meta({ description: 'Name of a Secret in the same namespace as the connection.' }),
-    key: z
-      .string()
-      .min(1)
-      .max(253)
-      .regex(/^[-._a-zA-Z0-9]+$/, 'must be a valid Secret data key (letters, digits, "-", "_" and ".")')
-      .default('apiKey')
-      .meta({ description: 'Key within the Secret that holds the API key. Default apiKey.' }),
-  })
-  .meta({ description: 'Secret holding the API key. Omit for local servers that need none.' });
+export const SecretKeyRef = secretKeyRef(
+  'apiKey',
+  'the API key',
+  'Secret holding the API key. Omit for local servers that need none.',
+);
 
 const headers = withRules(
   z.record(z.string().max(256), z.string().max(4096)),
@@ -56,6 +51,8 @@ export const ProviderConnectionSpec = withRules(
     provider: ProviderType,
     url: upstreamUrl,
     apiKeySecretRef: SecretKeyRef.optional(),
+    entraID: EntraID.optional(),
+    googleCloud: GoogleCloud.optional(),
     enabled: z
       .boolean()
       .default(true)
@@ -158,6 +155,23 @@ export const ProviderConnectionSpec = withRules(
       check: (s) => s.provider !== 'AzureOpenAI' || s.azure !== undefined,
     },
     {
+      cel: '(has(self.apiKeySecretRef) ? 1 : 0) + (has(self.entraID) ? 1 : 0) + (has(self.googleCloud) ? 1 : 0) <= 1',
+      message:
+        'name at most one credential: apiKeySecretRef (an API key in a Secret), entraID (Microsoft Entra ID tokens) or googleCloud (Google Cloud tokens)',
+      check: (s) => [s.apiKeySecretRef, s.entraID, s.googleCloud].filter((c) => c !== undefined).length <= 1,
+    },
+    {
+      cel: "!has(self.entraID) || self.provider != 'Anthropic'",
+      message:
+        'entraID needs provider AzureOpenAI (or OpenAI for an Azure endpoint that speaks it); Anthropic takes no Entra ID tokens',
+      check: (s) => s.entraID === undefined || s.provider !== 'Anthropic',
+    },
+    {
+      cel: "!has(self.googleCloud) || self.provider == 'OpenAI'",
+      message: "googleCloud needs provider OpenAI (Vertex AI's OpenAI-compatible endpoint)",
+      check: (s) => s.googleCloud === undefined || s.provider === 'OpenAI',
+    },
+    {
       cel: "self.provider == 'AzureOpenAI' || !has(self.azure)",
       message: 'azure is only valid when provider is AzureOpenAI; remove it or set provider: AzureOpenAI',
       check: (s) => s.provider === 'AzureOpenAI' || s.azure === undefined,
@@ -194,6 +208,14 @@ export const ProviderConnectionStatus = z
       .datetime({ offset: true })
       .optional()
       .meta({ description: 'When the upstream last answered a verification call successfully.' }),
+    credentialExpiresAt: z.iso
+      .datetime({ offset: true })
+      .optional()
+      .meta({
+        description:
+          'entraID and googleCloud: when the access token the gateway sends expires (the token itself is never ' +
+          'shown). The operator replaces it at about half its lifetime.',
+      }),
   })
   .meta({ description: 'Observed state, written by the operator.' });
 export type ProviderConnectionStatus = z.output<typeof ProviderConnectionStatus>;

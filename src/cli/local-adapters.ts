@@ -122,7 +122,7 @@ export class ManifestStore implements ObjectSource, SecretSource, StatusSink {
     return this.objects.ModelAllowlist.get(key)?.object as AllowlistObject | undefined;
   }
 
-  async apiKey(namespace: string, spec: ProviderConnectionSpec): Promise<SecretState> {
+  async secret(namespace: string, spec: ProviderConnectionSpec): Promise<SecretState> {
     const secrets = [...this.secrets.values()].map((s) => s.manifest);
     return resolveSecretFromManifests(namespace, spec, secrets, this.env);
   }

@@ -1,3 +1,4 @@
+import { credentialSecretRef } from '../api/credentials.ts';
 import type { ProviderConnectionSpec } from '../api/provider-connection.ts';
 import type { SecretState } from '../operator/logic/connection-status.ts';
 import type { Loaded, SecretManifest } from './manifests.ts';
@@ -10,8 +11,9 @@ export function envReferences(value: string): string[] {
 }
 
 /**
- * The API key of a connection from Secret manifests, the way the operator reads it from the cluster: the Secret
- * named by apiKeySecretRef in the connection's own namespace, `stringData` over `data` (base64), trimmed. A
+ * The Secret value a connection's credential names (its API key, an Entra ID client secret or a Google service
+ * account key JSON) from Secret manifests, the way the operator reads it from the cluster: the Secret named by
+ * credentialSecretRef in the connection's own namespace, `stringData` over `data` (base64), trimmed. A
  * value may refer to environment variables (`apiKey: ${OPENAI_API_KEY}`) so keys stay out of files; an unset
  * or empty variable reports the key as missing, naming the variable (never a value).
  */
@@ -21,7 +23,7 @@ export function resolveSecretFromManifests(
   secrets: Loaded<SecretManifest>[],
   env: NodeJS.ProcessEnv = process.env,
 ): SecretState {
-  const ref = spec.apiKeySecretRef;
+  const ref = credentialSecretRef(spec);
   if (!ref) return { kind: 'none' };
   const secret = secrets.find((s) => s.namespace === namespace && s.name === ref.name)?.value;
   if (!secret) return { kind: 'notFound', secretName: ref.name };
@@ -39,6 +41,6 @@ export function resolveSecretFromManifests(
       message: `Secret "${ref.name}" key "${ref.key}" refers to the environment variable ${names}, which is not set; export it before starting plugboard (e.g. export ${unset[0]}=...)`,
     };
   }
-  const apiKey = raw.replace(ENV_REF, (_m, name: string) => env[name] ?? '').trim();
-  return { kind: 'resolved', apiKey, version: '' };
+  const value = raw.replace(ENV_REF, (_m, name: string) => env[name] ?? '').trim();
+  return { kind: 'resolved', value, version: '' };
 }

@@ -7,8 +7,9 @@ import {
   policyFromFlags,
   setAddressPolicy,
 } from '../net/address-policy.ts';
+import { type Minter, tokenMinter } from '../operator/credentials/mint.ts';
 import { planAllowlist } from '../operator/logic/allowlist-status.ts';
-import { type Verifier, verifyIfDueAndPlan } from '../operator/logic/reconcile.ts';
+import { refreshTokenIfDue, type Verifier, verifyIfDueAndPlan } from '../operator/logic/reconcile.ts';
 import { verifyConnection } from '../operator/verification/verify.ts';
 import type { ConditionSummary } from '../snapshot/schema.ts';
 import { allowlistRefsFor } from './local-adapters.ts';
@@ -76,26 +77,34 @@ export async function checkConnections(
   set: ManifestSet,
   verify: Verifier = verifyConnection,
   env: NodeJS.ProcessEnv = process.env,
+  // No TokenRequest API on a workstation: workload identity reports WorkloadIdentityUnavailable.
+  mint: Minter = tokenMinter(),
 ): Promise<{ connections: ConnectionReport[]; allowlists: AllowlistReport[] }> {
   const connections: ConnectionReport[] = [];
   const allowlists: AllowlistReport[] = [];
   const steps = await Promise.all(
-    set.connections.map(async (c) => ({
-      c,
-      step: await verifyIfDueAndPlan(
+    set.connections.map(async (c) => {
+      const secret = resolveSecretFromManifests(c.namespace, c.value.spec, set.secrets, env);
+      const { token } = await refreshTokenIfDue(
+        { namespace: c.namespace, spec: c.value.spec, secret, token: undefined },
+        mint,
+      );
+      const step = await verifyIfDueAndPlan(
         {
           namespace: c.namespace,
           name: c.name,
           generation: c.value.metadata.generation ?? 1,
           spec: c.value.spec,
-          secret: resolveSecretFromManifests(c.namespace, c.value.spec, set.secrets, env),
+          secret,
+          token,
           allowlists: allowlistRefsFor(set, c.namespace, c.name),
           memory: undefined,
           previousStatus: undefined,
         },
         verify,
-      ),
-    })),
+      );
+      return { c, step };
+    }),
   );
   for (const { c, step } of steps) {
     const { plan } = step;

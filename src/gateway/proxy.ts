@@ -4,7 +4,7 @@ import zlib from 'node:zlib';
 import { isBlockedAddressError } from '../net/address-policy.ts';
 import { classifyNetworkError, errorCode } from '../net/errors.ts';
 import { SecretScrubber, upstreamErrorMessage } from '../providers/upstream-errors.ts';
-import type { SnapshotConnection } from '../snapshot/schema.ts';
+import { type SnapshotConnection, upstreamSecret } from '../snapshot/schema.ts';
 import { GatewayError } from './errors.ts';
 import { Exchange } from './exchange.ts';
 import type { InFlightRequests } from './in-flight.ts';
@@ -107,12 +107,13 @@ const ERROR_BODY_MAX = 64 * 1024;
 
 const scrubbers = new WeakMap<SnapshotConnection, SecretScrubber>();
 
-/** The scrubber of a connection's key (built once per snapshot connection); undefined without a key. */
+/** The scrubber of a connection's key or token (built once per snapshot connection); undefined without one. */
 function scrubberOf(c: SnapshotConnection): SecretScrubber | undefined {
-  if (!c.apiKey) return undefined;
+  const secret = upstreamSecret(c)?.value;
+  if (!secret) return undefined;
   let s = scrubbers.get(c);
   if (!s) {
-    s = new SecretScrubber(c.apiKey);
+    s = new SecretScrubber(secret);
     scrubbers.set(c, s);
   }
   return s;

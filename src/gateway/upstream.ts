@@ -1,7 +1,7 @@
 import { Pool } from 'undici';
 import { type SafeConnectorOptions, safeConnector } from '../net/safe-connect.ts';
 import { credentialHeaders, dialect } from '../providers/dialects.ts';
-import type { SnapshotConnection } from '../snapshot/schema.ts';
+import { type SnapshotConnection, upstreamSecret } from '../snapshot/schema.ts';
 
 /** The OpenAI API paths the gateway proxies, relative to a connection's base URL. */
 export type Endpoint =
@@ -58,7 +58,8 @@ export interface UpstreamTarget {
  * - AzureOpenAI, dated api-version: `{url}/openai/deployments/{deployment}/{endpoint}?api-version=`; the Responses
  *   API is not per deployment: `{url}/openai/responses?api-version=`.
  * - AzureOpenAI, api-version v1/latest/preview: `{url}/openai/v1/{endpoint}`, the deployment in the body's model.
- * Connection `headers` are added first, so they can never override the credentials.
+ * Connection `headers` are added first, so they can never override the credentials. An access token (entraID,
+ * googleCloud) is sent as `Authorization: Bearer` on every dialect.
  */
 export function upstreamTarget(
   c: SnapshotConnection,
@@ -86,7 +87,8 @@ function computeTarget(c: SnapshotConnection, endpoint: Endpoint, upstreamModel:
   const { origin, basePath } = base(c);
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(c.headers)) headers[k.toLowerCase()] = v;
-  Object.assign(headers, credentialHeaders(c.provider, c.apiKey, 'inference'));
+  const secret = upstreamSecret(c);
+  Object.assign(headers, credentialHeaders(c.provider, secret?.value, 'inference', secret?.scheme));
   const path = basePath + dialect(c.provider).inference(endpoint, upstreamModel, c.azureApiVersion);
   return Object.freeze({ origin, path, headers: Object.freeze(headers) });
 }

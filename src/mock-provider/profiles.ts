@@ -12,6 +12,7 @@ export const MOCK_PROFILES: readonly MockProfileName[] = [
   'no-models',
   'github-models',
   'mistral',
+  'vertex',
 ];
 
 /** What went wrong, independent of how a provider spells it. */
@@ -44,7 +45,14 @@ export interface MockProfile extends MockQuirks {
   error(kind: ErrorKind, message: string, status?: number): ErrorReply;
   /** The reply to a wrong key, where it is not `error('auth')` (Google: 400 API_KEY_INVALID). */
   wrongKey?: () => ErrorReply;
+  /** The 401 message for a missing, invalid or expired OAuth access token (acceptToken). */
+  tokenRejected: string;
 }
+
+const GOOGLE_UNAUTHENTICATED =
+  'Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid ' +
+  'authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.';
+const INVALID_TOKEN = 'Invalid authentication token.';
 
 const STATUS: Record<ErrorKind, number> = {
   auth: 401,
@@ -244,6 +252,7 @@ export const PROFILES: Record<MockProfileName, MockProfile> = {
     error: openaiError,
     pathBeforeKey: false,
     invalidStatus: 400,
+    tokenRejected: INVALID_TOKEN,
   },
   azure: {
     name: 'azure',
@@ -264,6 +273,8 @@ export const PROFILES: Record<MockProfileName, MockProfile> = {
     error: azureError,
     pathBeforeKey: false,
     invalidStatus: 400,
+    tokenRejected:
+      'Unauthorized. Access token is missing, invalid, audience is incorrect (https://cognitiveservices.azure.com), or have expired.',
   },
   anthropic: {
     name: 'anthropic',
@@ -276,6 +287,7 @@ export const PROFILES: Record<MockProfileName, MockProfile> = {
     error: anthropicError,
     pathBeforeKey: false,
     invalidStatus: 400,
+    tokenRejected: INVALID_TOKEN,
   },
   gemini: {
     name: 'gemini',
@@ -289,6 +301,7 @@ export const PROFILES: Record<MockProfileName, MockProfile> = {
     wrongKey: googleKeyInvalid,
     pathBeforeKey: true,
     invalidStatus: 400,
+    tokenRejected: GOOGLE_UNAUTHENTICATED,
   },
   deepseek: {
     name: 'deepseek',
@@ -301,6 +314,7 @@ export const PROFILES: Record<MockProfileName, MockProfile> = {
     error: openaiError,
     pathBeforeKey: false,
     invalidStatus: 400,
+    tokenRejected: INVALID_TOKEN,
   },
   perplexity: {
     name: 'perplexity',
@@ -313,6 +327,7 @@ export const PROFILES: Record<MockProfileName, MockProfile> = {
     error: perplexityError,
     pathBeforeKey: true,
     invalidStatus: 400,
+    tokenRejected: INVALID_TOKEN,
   },
   minimax: {
     name: 'minimax',
@@ -325,6 +340,7 @@ export const PROFILES: Record<MockProfileName, MockProfile> = {
     error: minimaxError,
     pathBeforeKey: false,
     invalidStatus: 400,
+    tokenRejected: INVALID_TOKEN,
   },
   openrouter: {
     name: 'openrouter',
@@ -337,6 +353,7 @@ export const PROFILES: Record<MockProfileName, MockProfile> = {
     error: openrouterError,
     pathBeforeKey: false,
     invalidStatus: 400,
+    tokenRejected: INVALID_TOKEN,
   },
   'no-models': {
     name: 'no-models',
@@ -349,6 +366,7 @@ export const PROFILES: Record<MockProfileName, MockProfile> = {
     error: openaiError,
     pathBeforeKey: true,
     invalidStatus: 400,
+    tokenRejected: INVALID_TOKEN,
   },
   'github-models': {
     name: 'github-models',
@@ -361,6 +379,7 @@ export const PROFILES: Record<MockProfileName, MockProfile> = {
     error: githubError,
     pathBeforeKey: false,
     invalidStatus: 400,
+    tokenRejected: INVALID_TOKEN,
   },
   mistral: {
     name: 'mistral',
@@ -374,6 +393,21 @@ export const PROFILES: Record<MockProfileName, MockProfile> = {
     pathBeforeKey: false,
     // FastAPI: a request body that fails validation is a 422 with pydantic's `detail` list.
     invalidStatus: 422,
+    tokenRejected: INVALID_TOKEN,
+  },
+  // Vertex AI's OpenAI-compatible endpoint: Google Cloud access tokens only, no model list, google/ model IDs.
+  vertex: {
+    name: 'vertex',
+    basePath: '/v1/projects/mock-project/locations/us-central1/endpoints/openapi',
+    auth: 'bearer',
+    models: 'none-json',
+    defaultModels: ['google/gemini-2.5-flash', 'google/gemini-2.5-pro', 'google/gemini-2.0-flash-001'],
+    owner: 'google',
+    chatIdPrefix: '',
+    error: googleError,
+    pathBeforeKey: true,
+    invalidStatus: 400,
+    tokenRejected: GOOGLE_UNAUTHENTICATED,
   },
 };
 

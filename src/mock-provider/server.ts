@@ -229,8 +229,13 @@ export async function startMockProvider(opts: MockProviderOptions): Promise<Mock
       fail(ctx, 'bad_request', 'anthropic-version: header is required');
       return false;
     }
-    if (apiKey === undefined) return true;
     const bearer = /^Bearer\s+(.+)$/i.exec(h.authorization ?? '')?.[1];
+    if (opts.acceptToken) {
+      if (bearer !== undefined && opts.acceptToken(bearer) === undefined) return true;
+      fail(ctx, 'auth', profile.tokenRejected);
+      return false;
+    }
+    if (apiKey === undefined) return true;
     if (profile.auth === 'azure') {
       if (h['api-key'] === apiKey) return true;
       fail(

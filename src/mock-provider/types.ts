@@ -11,7 +11,8 @@ export type MockProfileName =
   | 'openrouter'
   | 'no-models'
   | 'github-models'
-  | 'mistral';
+  | 'mistral'
+  | 'vertex';
 
 export type MockFailure =
   /** `times`: fail that many requests, then recover; default forever. */
@@ -69,6 +70,12 @@ export interface MockProviderOptions {
   port?: number;
   /** When set, requests must carry it in the profile's auth header, else that provider's 401 error JSON. */
   apiKey?: string;
+  /**
+   * When set, requests must carry `Authorization: Bearer <token>` with a token this accepts (undefined: valid;
+   * else why not), else the provider's 401 for a bad token: an upstream behind Entra ID or Google Cloud IAM
+   * (see MockIdentityProvider.accepts). Replaces apiKey.
+   */
+  acceptToken?: (token: string) => string | undefined;
   /** Override the profile's model IDs. */
   models?: string[];
   /** Generate this many model IDs (openrouter default 5000), `vendor-${i % 50}/model-${i}`. */

@@ -1,7 +1,9 @@
+import { credentialSecretRef } from '../api/credentials.ts';
 import { objectKey } from '../kube/informer.ts';
 import type { Snapshot } from '../snapshot/schema.ts';
 import { AllowlistController } from './controllers/allowlist.ts';
 import { ConnectionController } from './controllers/connection.ts';
+import { type Minter, tokenMinter } from './credentials/mint.ts';
 import type { Verifier } from './logic/reconcile.ts';
 import type { OperatorMetrics } from './metrics.ts';
 import type { AllowlistObject, ConnectionObject, Ports } from './ports.ts';
@@ -17,6 +19,8 @@ export interface ControlLoopOptions extends Ports {
   log: Log;
   /** verifyConnection, or a stand-in. */
   verify?: Verifier;
+  /** tokenMinter over the serviceAccountTokens port, or a stand-in. */
+  mint?: Minter;
   /** ProviderConnection workers (a slow upstream holds one for at most its verification timeout). */
   concurrency?: number;
   /** Called after every reconcile with controller name, key and outcome (tests count reconciles per key). */
@@ -24,7 +28,7 @@ export interface ControlLoopOptions extends Ports {
 }
 
 const secretRefOf = (c: ConnectionObject): string[] => {
-  const name = c.spec?.apiKeySecretRef?.name;
+  const name = c.spec ? credentialSecretRef(c.spec)?.name : undefined;
   return typeof name === 'string' ? [`${c.metadata.namespace}/${name}`] : [];
 };
 const connectionRefOf = (a: AllowlistObject): string =>
@@ -39,7 +43,7 @@ export class ControlLoop {
   private readonly o: ControlLoopOptions;
   private readonly connQueue = new WorkQueue();
   private readonly allowQueue = new WorkQueue();
-  /** Secret `namespace/name` → the connections whose apiKeySecretRef names it. */
+  /** Secret `namespace/name` → the connections whose credential names it. */
   private readonly secretRefs = new ReferenceIndex();
   /** Allowlist → the connection it names; reversed, a connection's allowlists. */
   private readonly allowlistRefs = new ReferenceIndex();
@@ -57,6 +61,7 @@ export class ControlLoop {
       secrets: o.secrets,
       snapshot: o.snapshot,
       verify: o.verify ?? verifyConnection,
+      mint: o.mint ?? tokenMinter({ serviceAccounts: o.serviceAccountTokens }),
       allowlistsOf: (key) =>
         this.allowlistRefs
           .referrers(key)

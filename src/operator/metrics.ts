@@ -45,6 +45,18 @@ export class OperatorMetrics {
     labelNames: ['namespace', 'name'],
     registers: [this.registry],
   });
+  readonly credentialExpiry = new Gauge({
+    name: 'plugboard_connection_credential_expiry_timestamp_seconds',
+    help: 'Unix time at which the access token held for the connection expires (entraID and googleCloud).',
+    labelNames: ['namespace', 'name'],
+    registers: [this.registry],
+  });
+  readonly tokenRequests = new Counter({
+    name: 'plugboard_credential_token_requests_total',
+    help: 'Access token requests to identity providers by credential kind and outcome (TokenIssued, or the CredentialReady reason).',
+    labelNames: ['kind', 'reason'],
+    registers: [this.registry],
+  });
   readonly statusWrites = new Counter({
     name: 'plugboard_operator_status_writes_total',
     help: 'Status subresource writes by kind (zero in steady state).',
@@ -83,7 +95,13 @@ export class OperatorMetrics {
   }
 
   forgetConnection(namespace: string, name: string) {
-    for (const g of [this.connectionUp, this.modelsDiscovered, this.modelsExposed, this.lastVerified]) {
+    for (const g of [
+      this.connectionUp,
+      this.modelsDiscovered,
+      this.modelsExposed,
+      this.lastVerified,
+      this.credentialExpiry,
+    ]) {
       g.remove({ namespace, name });
     }
   }

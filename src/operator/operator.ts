@@ -13,6 +13,7 @@ import {
   InformerObjects,
   PLURALS,
   secretsFromApi,
+  serviceAccountTokensFromApi,
   statusToApi,
 } from './adapters/kube.ts';
 import { ControlLoop } from './control-loop.ts';
@@ -153,6 +154,7 @@ export class Operator {
     const loop = new ControlLoop({
       objects: this.objects,
       secrets: secretsFromApi(this.client),
+      serviceAccountTokens: serviceAccountTokensFromApi(this.client),
       status: statusToApi(this.client),
       events: eventsToApi(new EventRecorder(this.client, 'plugboard-operator', this.log)),
       snapshot: this.writer,

@@ -1,6 +1,7 @@
 import type { ModelAllowlistSpec, ModelAllowlistStatus } from '../api/model-allowlist.ts';
 import type { ProviderConnectionSpec, ProviderConnectionStatus } from '../api/provider-connection.ts';
 import type { SnapshotConnection } from '../snapshot/schema.ts';
+import type { ServiceAccountTokenSource } from './credentials/mint.ts';
 import type { SecretState } from './logic/connection-status.ts';
 
 /**
@@ -35,10 +36,15 @@ export interface ObjectSource {
   allowlist(key: string): AllowlistObject | undefined;
 }
 
-/** Secret lookup: a connection's API key, read fresh at every reconcile (it is never cached). */
+/**
+ * Secret lookup: the value of the Secret key a connection's credential names (credentialSecretRef: an API key, an
+ * Entra ID client secret, a Google service account key), read fresh at every reconcile (it is never cached).
+ */
 export interface SecretSource {
-  apiKey(namespace: string, spec: ProviderConnectionSpec, signal: AbortSignal): Promise<SecretState>;
+  secret(namespace: string, spec: ProviderConnectionSpec, signal: AbortSignal): Promise<SecretState>;
 }
+
+export type { ServiceAccountTokenSource };
 
 /** Status out: a merge patch of an object's status (top-level fields; null removes one). */
 export interface StatusSink {
@@ -75,6 +81,8 @@ export interface EventSink {
 export interface Ports {
   objects: ObjectSource;
   secrets: SecretSource;
+  /** Service account tokens for workload identity (the TokenRequest API); absent outside a cluster. */
+  serviceAccountTokens?: ServiceAccountTokenSource;
   status: StatusSink;
   events: EventSink;
   snapshot: SnapshotEntries;

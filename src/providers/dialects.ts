@@ -29,6 +29,13 @@ function azureQuery(apiVersion: string | undefined): string {
 export const PROBE_BODY = '{"max_tokens":1}';
 
 /**
+ * What a connection's secret is: an API key (from apiKeySecretRef), or an OAuth 2.0 access token the operator
+ * obtained (entraID, googleCloud; src/providers/credentials.ts), which every dialect sends as
+ * `Authorization: Bearer`.
+ */
+export type CredentialScheme = 'apiKey' | 'accessToken';
+
+/**
  * One wire dialect as data: how a connection's key is sent, where its requests go (relative to spec.url, no
  * trailing slash), how its model list is read and what the model IDs mean. Verification, status planning and
  * the gateway read this record and nothing else about a provider.
@@ -38,7 +45,11 @@ export interface Dialect {
    * The headers that carry the key: for verification's model list (`models`) and for proxied requests and the
    * probe (`inference`). No key, no credential header.
    */
-  credentials(apiKey: string | undefined, use: 'models' | 'inference'): Record<string, string>;
+  credentials(
+    apiKey: string | undefined,
+    use: 'models' | 'inference',
+    scheme: CredentialScheme,
+  ): Record<string, string>;
   /** The model list (one page; `afterId` continues a paged list). */
   models(apiVersion: string | undefined, afterId?: string): string;
   /** Whether the model list is paged with `has_more`/`last_id` (then `afterId` is followed). */
@@ -92,7 +103,7 @@ const DIALECTS: Record<ProviderType, Dialect> = {
   },
   Anthropic: {
     // The native /v1/models reads x-api-key and anthropic-version; the OpenAI compatibility layer (chat and the
-    // rest) reads Authorization: Bearer, so inference sends both.
+    // rest) reads Authorization: Bearer, so inference sends both. (No access tokens: the API refuses entraID here.)
     credentials: (apiKey, use) => ({
       ...(apiKey && use === 'inference' ? bearer(apiKey) : {}),
       ...(apiKey ? { 'x-api-key': apiKey } : {}),
@@ -108,7 +119,9 @@ const DIALECTS: Record<ProviderType, Dialect> = {
     genAiProviderName: 'anthropic',
   },
   AzureOpenAI: {
-    credentials: (apiKey): Record<string, string> => (apiKey ? { 'api-key': apiKey } : {}),
+    // A resource key goes in api-key; an Entra ID token in Authorization: Bearer, which both Azure APIs accept.
+    credentials: (apiKey, _use, scheme): Record<string, string> =>
+      scheme === 'accessToken' ? bearer(apiKey) : apiKey ? { 'api-key': apiKey } : {},
     // Azure lists base models, not deployments, on both APIs; allowlist entries are deployment names.
     models: (v) => (isAzureV1(v) ? `/openai/v1/models${azureQuery(v)}` : `/openai/models${azureQuery(v)}`),
     paged: false,
@@ -139,11 +152,12 @@ export function dialect(provider: ProviderType): Dialect {
   return DIALECTS[provider];
 }
 
-/** The headers that carry a connection's key for `use`, as its dialect sends them. */
+/** The headers that carry a connection's key (or access token) for `use`, as its dialect sends them. */
 export function credentialHeaders(
   provider: ProviderType,
   apiKey: string | undefined,
   use: 'models' | 'inference',
+  scheme: CredentialScheme = 'apiKey',
 ): Record<string, string> {
-  return DIALECTS[provider].credentials(apiKey, use);
+  return DIALECTS[provider].credentials(apiKey, use, scheme);
 }

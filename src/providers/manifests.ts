@@ -32,6 +32,7 @@ export function profileManifests(p: ProviderProfile, opts: ManifestOptions = {})
       ...(p.provider !== 'OpenAI' ? { provider: p.provider } : {}),
       url: p.url,
       ...(p.apiKey !== 'none' ? { apiKeySecretRef: { name: secretName } } : {}),
+      ...(p.keyless?.spec ?? {}),
       ...(p.azureApiVersion ? { azure: { apiVersion: p.azureApiVersion } } : {}),
       ...(p.headers ? { headers: p.headers } : {}),
       ...(p.dropParams ? { dropParams: p.dropParams } : {}),
@@ -53,9 +54,11 @@ export function profileManifests(p: ProviderProfile, opts: ManifestOptions = {})
 export function profileYaml(p: ProviderProfile, opts: ManifestOptions = {}): string {
   const lines = [
     `# ${p.displayName}: ${p.notes}`,
-    p.apiKey === 'none'
-      ? '# No API key needed.'
-      : `# Put ${p.keyHint} in the Secret (API key ${p.apiKey}); never commit a real key.`,
+    p.keyless
+      ? `# ${p.keyless.hint}`
+      : p.apiKey === 'none'
+        ? '# No API key needed.'
+        : `# Put ${p.keyHint} in the Secret (API key ${p.apiKey}); never commit a real key.`,
     p.allowlist === 'required'
       ? `# The ModelAllowlist is required: this provider cannot list its models. Edit it to the models you use.`
       : p.allowlist === 'recommended'

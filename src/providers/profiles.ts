@@ -15,6 +15,11 @@ export interface ProviderProfile {
   kind: 'cloud' | 'aws' | 'gateway' | 'local';
   /** Whether the upstream expects a key; `none` means the example carries no Secret. */
   apiKey: 'required' | 'optional' | 'none';
+  /**
+   * A keyless credential instead of a key (with apiKey `none`): the spec fields (entraID or googleCloud) and
+   * what the admin sets up for them, shown in the example's comment. See docs/credentials.md.
+   */
+  keyless?: { spec: Record<string, unknown>; hint: string };
   /** Where the admin gets the key, shown in the Secret template. */
   keyHint?: string;
   /**
@@ -72,6 +77,35 @@ export const PROVIDER_PROFILES: readonly ProviderProfile[] = [
     allowlist: 'discovered',
     models: ['gemini-2.5-pro', 'gemini-2.5-flash'],
     notes: 'The URL must have no trailing slash; Plugboard removes one if present.',
+  },
+  {
+    id: 'vertex-ai',
+    displayName: 'Google Vertex AI',
+    provider: 'OpenAI',
+    url: 'https://us-central1-aiplatform.googleapis.com/v1/projects/my-project/locations/us-central1/endpoints/openapi',
+    kind: 'cloud',
+    apiKey: 'none',
+    keyless: {
+      spec: {
+        googleCloud: {
+          workloadIdentityFederation: {
+            serviceAccountName: 'plugboard-vertex',
+            audience:
+              '//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/plugboard/providers/my-cluster',
+            impersonateServiceAccount: 'vertex-caller@my-project.iam.gserviceaccount.com',
+          },
+        },
+      },
+      hint:
+        'No key: the operator exchanges a token of ServiceAccount plugboard-vertex (create it in this namespace) ' +
+        "at Google's STS through workload identity federation; set up the pool, provider and role binding as " +
+        'docs/credentials.md says.',
+    },
+    allowlist: 'required',
+    models: ['google/gemini-2.5-flash', 'google/gemini-2.5-pro'],
+    notes:
+      "Vertex AI's OpenAI-compatible endpoint: replace my-project and us-central1 in the URL with your project and " +
+      'region. Model IDs carry the publisher (google/...); the endpoint cannot list them.',
   },
   {
     id: 'deepseek',

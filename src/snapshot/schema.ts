@@ -36,6 +36,19 @@ export const SnapshotConnection = z.object({
   url: z.string(),
   /** Resolved API key; absent for servers that need none. Never leaves the gateway process. */
   apiKey: z.string().optional(),
+  /**
+   * An OAuth 2.0 access token the operator obtained (entraID, googleCloud), sent as `Authorization: Bearer`
+   * instead of a key; replaced at about half its lifetime. Never leaves the gateway process.
+   */
+  accessToken: z.string().optional(),
+  /** When accessToken expires (RFC 3339, milliseconds). */
+  accessTokenExpiresAt: z.string().optional(),
+  /**
+   * A hash of the identity accessToken is for (the credential's spec and its Secret's value): a restarted operator
+   * adopts a still-valid token of an unchanged identity, so an identity provider that is down at that moment does
+   * not take the connection out of routing. Read by the operator only.
+   */
+  credentialFingerprint: z.string().optional(),
   azureApiVersion: z.string().optional(),
   headers: z.record(z.string(), z.string()).default({}),
   dropParams: z.array(z.string()).default([]),
@@ -68,6 +81,14 @@ export const Snapshot = z.object({
   connections: z.array(SnapshotConnection),
 });
 export type Snapshot = z.output<typeof Snapshot>;
+
+/** What the gateway sends upstream for a connection, and how its dialect sends it. */
+export function upstreamSecret(
+  c: Pick<SnapshotConnection, 'apiKey' | 'accessToken'>,
+): { value: string; scheme: 'apiKey' | 'accessToken' } | undefined {
+  if (c.accessToken) return { value: c.accessToken, scheme: 'accessToken' };
+  return c.apiKey ? { value: c.apiKey, scheme: 'apiKey' } : undefined;
+}
 
 export function emptySnapshot(generation = 0): Snapshot {
   return { format: SNAPSHOT_FORMAT, generation, generatedAt: new Date(0).toISOString(), connections: [] };

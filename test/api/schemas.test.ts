@@ -86,6 +86,79 @@ describe('ProviderConnection spec defaults and normalisation', () => {
     });
     expect(spec.azure?.apiVersion).toBe('2024-02-15-preview');
   });
+
+  it('fills in the Entra ID defaults: public-cloud authority, the Cognitive Services scope, the exchange audience', () => {
+    const spec = ProviderConnectionSpec.parse({
+      provider: 'AzureOpenAI',
+      url: 'https://my-resource.openai.azure.com',
+      azure: { apiVersion: 'v1' },
+      entraID: {
+        tenantID: '72f988bf-86f1-41af-91ab-2d7cd011db47',
+        clientID: '00001111-aaaa-2222-bbbb-3333cccc4444',
+        authorityHost: 'https://login.microsoftonline.us/',
+        workloadIdentity: { serviceAccountName: 'plugboard-azure' },
+      },
+    });
+    expect(spec.entraID).toEqual({
+      tenantID: '72f988bf-86f1-41af-91ab-2d7cd011db47',
+      clientID: '00001111-aaaa-2222-bbbb-3333cccc4444',
+      authorityHost: 'https://login.microsoftonline.us',
+      scope: 'https://cognitiveservices.azure.com/.default',
+      workloadIdentity: { serviceAccountName: 'plugboard-azure', audience: 'api://AzureADTokenExchange' },
+    });
+  });
+
+  it("fills in the Google defaults: cloud-platform scope, Google's STS and IAM Credentials endpoints", () => {
+    const spec = ProviderConnectionSpec.parse({
+      url: 'https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/endpoints/openapi',
+      googleCloud: {
+        workloadIdentityFederation: {
+          serviceAccountName: 'vertex',
+          audience:
+            '//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/my-pool/providers/my-k8s',
+        },
+      },
+    });
+    expect(spec.googleCloud).toEqual({
+      scope: 'https://www.googleapis.com/auth/cloud-platform',
+      workloadIdentityFederation: {
+        serviceAccountName: 'vertex',
+        audience:
+          '//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/my-pool/providers/my-k8s',
+        tokenURL: 'https://sts.googleapis.com/v1/token',
+        iamCredentialsURL: 'https://iamcredentials.googleapis.com',
+      },
+    });
+    const key = ProviderConnectionSpec.parse({
+      url: 'https://aiplatform.googleapis.com/v1/projects/p/locations/global/endpoints/openapi',
+      googleCloud: { serviceAccountKeySecretRef: { name: 'vertex-key' } },
+    });
+    expect(key.googleCloud?.serviceAccountKeySecretRef).toEqual({
+      name: 'vertex-key',
+      key: 'credentials.json',
+    });
+  });
+
+  it('accepts plain http only for a loopback identity provider (a local test double)', () => {
+    const entra = (authorityHost: string) =>
+      ProviderConnectionSpec.safeParse({
+        provider: 'AzureOpenAI',
+        url: 'https://r.openai.azure.com',
+        azure: { apiVersion: 'v1' },
+        entraID: {
+          tenantID: 'contoso.onmicrosoft.com',
+          clientID: '00001111-aaaa-2222-bbbb-3333cccc4444',
+          authorityHost,
+          clientSecretRef: { name: 's' },
+        },
+      }).success;
+    expect(entra('http://127.0.0.1:8089')).toBe(true);
+    expect(entra('http://[::1]:8089/')).toBe(true);
+    expect(entra('http://login.example.com')).toBe(false);
+    expect(entra('http://127.0.0.1.example.com')).toBe(false);
+    expect(entra('https://user:pw@login.example.com')).toBe(false);
+    expect(entra('https://login.example.com/?x=1')).toBe(false);
+  });
 });
 
 describe('parseDuration', () => {

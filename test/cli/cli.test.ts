@@ -41,6 +41,24 @@ describe('plugboard CLI', () => {
     );
   });
 
+  it('`init vertex-ai` prints a keyless connection: workload identity federation, no Secret', () => {
+    const res = plugboard('init', 'vertex-ai', '--namespace', 'ai');
+    expect(res.status).toBe(0);
+    expect(res.stdout).toContain('docs/credentials.md');
+    const docs = loadYaml(res.stdout);
+    expect(docs.map((d) => d.kind)).toEqual(['ProviderConnection', 'ModelAllowlist']);
+    const conn = parseResource(docs[0]);
+    expect(conn.ok ? [] : conn.errors).toEqual([]);
+    if (!conn.ok || conn.kind !== 'ProviderConnection') throw new Error('not a ProviderConnection');
+    expect(conn.value.spec.apiKeySecretRef).toBeUndefined();
+    expect(conn.value.spec.googleCloud?.workloadIdentityFederation?.serviceAccountName).toBe(
+      'plugboard-vertex',
+    );
+    expect(conn.value.spec.url).toMatch(
+      /^https:\/\/us-central1-aiplatform\.googleapis\.com\/v1\/.*\/endpoints\/openapi$/,
+    );
+  });
+
   it('an unknown command or provider exits 2 with a helpful message', () => {
     expect(plugboard('frobnicate').status).toBe(2);
     const res = plugboard('init', 'nosuch');

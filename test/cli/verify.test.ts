@@ -83,7 +83,7 @@ describe('plugboard verify (offline)', () => {
 
   it('passes every provider example (exit 0)', async () => {
     const res = await verify('-f', 'examples/providers');
-    expect(res.stdout).toMatch(/^OK {4}valid: 22 connection\(s\)/m);
+    expect(res.stdout).toMatch(/^OK {4}valid: 23 connection\(s\)/m);
     expect(res.status).toBe(0);
   });
 

@@ -207,7 +207,13 @@ describe('the chart against a real API server', () => {
       // The chart's ServiceAccounts, Roles and bindings, exactly as rendered, applied for real.
       const docs = render({
         namespace: sys,
-        values: [KEYS, { watchNamespaces: [team] }],
+        values: [
+          KEYS,
+          {
+            watchNamespaces: [team],
+            workloadIdentity: { serviceAccounts: [{ namespace: team, name: 'plugboard-vertex' }] },
+          },
+        ],
       });
       for (const m of docs.filter((d) => ['ServiceAccount', 'Role', 'RoleBinding'].includes(d.kind))) {
         await must(apply(admin, m, false), `${m.kind}/${m.metadata.name}`);
@@ -311,6 +317,40 @@ describe('the chart against a real API server', () => {
       const anonymous = await fetch(`http://127.0.0.1:${port}/v1/models`);
       expect(anonymous.status).toBe(401);
       expect(gatewayLogs).not.toContain('sk-upstream-secret');
+    });
+
+    it('the operator token may request tokens for the listed ServiceAccount only (TokenRequest)', async () => {
+      for (const sa of ['plugboard-vertex', 'plugboard-other']) {
+        await must(
+          kubeRaw(admin, 'POST', `/api/v1/namespaces/${team}/serviceaccounts`, {
+            body: { metadata: { name: sa } },
+          }),
+          sa,
+        );
+      }
+      await must(
+        kubeRaw(admin, 'POST', `/api/v1/namespaces/${other}/serviceaccounts`, {
+          body: { metadata: { name: 'plugboard-vertex' } },
+        }),
+        'other/plugboard-vertex',
+      );
+      const tokenRequest = (ns: string, sa: string) =>
+        kubeRaw(opKc, 'POST', `/api/v1/namespaces/${ns}/serviceaccounts/${sa}/token`, {
+          body: {
+            apiVersion: 'authentication.k8s.io/v1',
+            kind: 'TokenRequest',
+            spec: { audiences: ['api://AzureADTokenExchange'], expirationSeconds: 600 },
+          },
+        });
+      const granted = await tokenRequest(team, 'plugboard-vertex');
+      expect(granted.status, JSON.stringify(granted.body)).toBe(201);
+      const token = (granted.body as { status: { token: string } }).status.token;
+      const claims = JSON.parse(Buffer.from(token.split('.')[1] as string, 'base64url').toString('utf8'));
+      expect(claims.aud).toEqual(['api://AzureADTokenExchange']);
+      expect(claims.sub).toBe(`system:serviceaccount:${team}:plugboard-vertex`);
+      expect((await tokenRequest(team, 'plugboard-other')).status).toBe(403);
+      expect((await tokenRequest(other, 'plugboard-vertex')).status).toBe(403);
+      expect((await tokenRequest(sys, 'pb-plugboard-gateway')).status).toBe(403);
     });
 
     it('the gateway token can read the snapshot and client keys, and nothing else', async () => {

@@ -253,6 +253,52 @@ describe('helm chart charts/plugboard', () => {
     });
   });
 
+  it('no TokenRequest access by default; workloadIdentity.serviceAccounts grants it per ServiceAccount by name', () => {
+    const tokenRules = (docs: Manifest[]) =>
+      docs
+        .filter((d) => d.kind === 'Role' || d.kind === 'ClusterRole')
+        .flatMap((d) => d.rules as Manifest[])
+        .filter((r) => (r.resources as string[]).some((x) => x.startsWith('serviceaccounts')));
+    expect(tokenRules(render({ values: KEYS }))).toEqual([]);
+    const docs = render({
+      values: [
+        KEYS,
+        {
+          watchNamespaces: ['team-a'],
+          workloadIdentity: {
+            serviceAccounts: [
+              { namespace: 'team-a', name: 'plugboard-azure' },
+              { namespace: 'team-a', name: 'plugboard-vertex' },
+            ],
+          },
+        },
+      ],
+    });
+    for (const sa of ['plugboard-azure', 'plugboard-vertex']) {
+      const role = docs.find(
+        (d) => d.kind === 'Role' && d.metadata.name === `pb-plugboard-operator-token-${sa}`,
+      );
+      expect(role?.metadata.namespace).toBe('team-a');
+      expect(role?.rules).toEqual([
+        { apiGroups: [''], resources: ['serviceaccounts/token'], resourceNames: [sa], verbs: ['create'] },
+      ]);
+      const rb = docs.find(
+        (d) => d.kind === 'RoleBinding' && d.metadata.name === `pb-plugboard-operator-token-${sa}`,
+      );
+      expect(rb?.metadata.namespace).toBe('team-a');
+      expect(rb?.roleRef.name).toBe(`pb-plugboard-operator-token-${sa}`);
+      expect(rb?.subjects).toEqual([
+        { kind: 'ServiceAccount', name: 'pb-plugboard-operator', namespace: 'plugboard-system' },
+      ]);
+    }
+    expect(tokenRules(docs)).toHaveLength(2);
+    const bad = renderError({
+      values: [KEYS, { workloadIdentity: { serviceAccounts: [{ namespace: 'team-a' }] } }],
+    });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toContain('name');
+  });
+
   it('watchNamespaces: one Role per namespace and no cluster-wide access at all', () => {
     const docs = render({ values: [KEYS, { watchNamespaces: ['team-a', 'team-b'] }] });
     expect(docs.filter((d) => d.kind.startsWith('Cluster'))).toEqual([]);

@@ -66,6 +66,7 @@ describe('the PrometheusRule, with promtool', () => {
                   inFlightPerPod: 50,
                   saturationFor: '2m',
                   snapshotNotSyncedFor: '90s',
+                  credentialExpiresWithinSeconds: 1800,
                 },
               },
             },
@@ -82,6 +83,9 @@ describe('the PrometheusRule, with promtool', () => {
     expect(
       alertsOf(variants[2] as Manifest).find((a) => a.alert === 'PlugboardConnectionNotReady')?.for,
     ).toBe('20s');
+    expect(
+      alertsOf(variants[2] as Manifest).find((a) => a.alert === 'PlugboardCredentialExpiringSoon')?.expr,
+    ).toMatch(/ < 1800$/);
   });
 
   it('passes its unit tests (alerts.promtool.yaml): each alert fires on its series and stays quiet on others', () => {

@@ -11,6 +11,8 @@ export interface ConnOpts {
   namespace?: string;
   models: string[];
   apiKey?: string;
+  /** An access token the operator obtained (entraID, googleCloud), sent as Authorization: Bearer. */
+  accessToken?: string;
   modelPrefix?: string;
   dropParams?: string[];
   headers?: Record<string, string>;
@@ -32,6 +34,7 @@ export function conn(mock: MockProvider | undefined, o: ConnOpts): SnapshotConne
     provider: provider(mock),
     url: o.url ?? (mock as MockProvider).url,
     ...(o.apiKey ? { apiKey: o.apiKey } : {}),
+    ...(o.accessToken ? { accessToken: o.accessToken } : {}),
     ...(mock?.profile === 'azure' ? { azureApiVersion: o.azureApiVersion ?? '2024-10-21' } : {}),
     headers: o.headers ?? {},
     dropParams: o.dropParams ?? [],

@@ -1,6 +1,6 @@
 import { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { MockProvider } from '../../src/mock-provider/index.ts';
+import { type MockProvider, startMockIdentityProvider } from '../../src/mock-provider/index.ts';
 import { conn, type Harness, mock, startGateway } from './helpers.ts';
 
 describe('provider rules', () => {
@@ -174,5 +174,57 @@ describe('provider rules', () => {
       .client()
       .audio.transcriptions.create({ model: 'eu.whisper-1', file: await toFile(Buffer.alloc(10), 'a.wav') });
     expect(openai.requests.at(-1)?.body).toMatchObject({ fields: { model: 'whisper-1' } });
+  });
+});
+
+describe('access tokens (entraID, googleCloud)', () => {
+  it('go upstream as Authorization: Bearer (Azure too, without api-key); a token said back is scrubbed', async () => {
+    const idp = await startMockIdentityProvider({
+      entraApps: [{ tenantID: 'contoso.onmicrosoft.com', clientID: 'app', clientSecrets: ['s'] }],
+    });
+    const azure = await mock({
+      profile: 'azure',
+      acceptToken: idp.accepts('https://cognitiveservices.azure.com'),
+    });
+    const res = await fetch(`${idp.authorityHost}/contoso.onmicrosoft.com/oauth2/v2.0/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'grant_type=client_credentials&client_id=app&client_secret=s&scope=https%3A%2F%2Fcognitiveservices.azure.com%2F.default',
+    });
+    const { access_token: token } = (await res.json()) as { access_token: string };
+    const echo = await mock({
+      profile: 'openai',
+      failure: {
+        kind: 'status',
+        status: 401,
+        body: JSON.stringify({ error: { message: `token ${token} has expired` } }),
+      },
+    });
+    const h = await startGateway([
+      conn(azure, { name: 'azure', accessToken: token, models: ['gpt-4o-mini'], azureApiVersion: 'v1' }),
+      conn(echo, { name: 'echo', accessToken: token, models: ['gpt-4o'] }),
+    ]);
+    try {
+      const reply = await h.client().chat.completions.create({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'hi' }],
+      });
+      expect(reply.choices[0]?.message.content).toBe('Hello from azure! You said: hi');
+      const rec = azure.requests.at(-1);
+      expect(rec?.headers.authorization).toBe(`Bearer ${token}`);
+      expect(rec?.headers['api-key']).toBeUndefined();
+      const refused = await fetch(`${h.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] }),
+      });
+      expect(refused.status).toBe(401);
+      const text = await refused.text();
+      expect(text).toContain('has expired');
+      expect(text).not.toContain(token);
+    } finally {
+      await h.close();
+      await Promise.all([idp.close(), azure.close(), echo.close()]);
+    }
   });
 });

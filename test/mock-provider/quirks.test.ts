@@ -37,6 +37,7 @@ describe('mock provider quirks', () => {
       'no-models': '/v1',
       'github-models': '/inference',
       mistral: '/v1',
+      vertex: '/v1/projects/mock-project/locations/us-central1/endpoints/openapi',
     };
     expect([...MOCK_PROFILES].sort()).toEqual(Object.keys(expected).sort());
     for (const profile of MOCK_PROFILES) {

@@ -29,6 +29,19 @@ describe('dialect records', () => {
     }
   });
 
+  it('send an access token (entraID, googleCloud) as Authorization: Bearer, on Azure too, never as api-key', () => {
+    expect(credentialHeaders('AzureOpenAI', 't', 'models', 'accessToken')).toEqual({
+      authorization: 'Bearer t',
+    });
+    expect(credentialHeaders('AzureOpenAI', 't', 'inference', 'accessToken')).toEqual({
+      authorization: 'Bearer t',
+    });
+    expect(credentialHeaders('OpenAI', 't', 'inference', 'accessToken')).toEqual({
+      authorization: 'Bearer t',
+    });
+    expect(credentialHeaders('AzureOpenAI', undefined, 'inference', 'accessToken')).toEqual({});
+  });
+
   it('say where model IDs are deployments the model list does not show (Azure only)', () => {
     expect(PROVIDER_TYPES.filter((p) => dialect(p).deployments)).toEqual(['AzureOpenAI']);
   });

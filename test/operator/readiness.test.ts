@@ -14,6 +14,7 @@ import {
   connectionExists,
   connectionIsEnabled,
   connectionServes,
+  credentialIssued,
   firstFailure,
   globsCanMatch,
   modelsExposed,
@@ -54,7 +55,7 @@ const failed = (reason: 'Unauthorized' | 'ModelsEndpointUnsupported' | 'ProbeAcc
 const healthy: ConnectionInput = {
   namespace: 'ai',
   spec: spec(),
-  secret: { kind: 'resolved', apiKey: 'sk', version: '1' },
+  secret: { kind: 'resolved', value: 'sk', version: '1' },
   memory: memory(listed(3)),
   allowlists: [],
   exposedCount: 3,
@@ -140,10 +141,61 @@ describe('connection readiness checks', () => {
     });
   });
 
+  it('credentialIssued: an access token held and unexpired passes; else the identity provider says why', () => {
+    const entra = spec({
+      apiKeySecretRef: undefined,
+      provider: 'AzureOpenAI',
+      azure: { apiVersion: 'v1' },
+      entraID: {
+        tenantID: 'contoso.onmicrosoft.com',
+        clientID: '00001111-aaaa-2222-bbbb-3333cccc4444',
+        workloadIdentity: { serviceAccountName: 'sa' },
+      },
+    });
+    const now = new Date('2026-01-01T00:00:00Z');
+    const at = now.getTime();
+    const held = { value: 't', issuedAt: at - 60_000, expiresAt: at + 60_000 };
+    const refused = {
+      reason: 'UnauthorizedClient' as const,
+      message: 'Entra ID refused the token request (HTTP 400 unauthorized_client: AADSTS700016: ...)',
+      at,
+    };
+    const base = { ...healthy, spec: entra, secret: { kind: 'none' as const }, now };
+    // an API key connection has no token to hold
+    expect(credentialIssued({ ...healthy, now })).toBeUndefined();
+    expect(
+      credentialIssued({ ...base, token: { fingerprint: 'f', token: held, refreshAt: at, failures: 0 } }),
+    ).toBeUndefined();
+    // refreshing fails while the token is valid: still passes (CredentialReady says TokenRefreshFailing)
+    const failing = { fingerprint: 'f', token: held, refreshAt: at, failures: 1, lastFailure: refused };
+    expect(credentialIssued({ ...base, token: failing })).toBeUndefined();
+    const [, credential] = connectionConditions({ ...base, token: failing }, 1);
+    expect(credential).toMatchObject({
+      type: 'CredentialReady',
+      status: 'True',
+      reason: 'TokenRefreshFailing',
+    });
+    expect(credential?.message).toContain('stays valid until 2026-01-01T00:01:00Z');
+    // never obtained: the provider's reason and words
+    expect(
+      credentialIssued({
+        ...base,
+        token: { fingerprint: 'f', refreshAt: at, failures: 1, lastFailure: refused },
+      }),
+    ).toMatchObject({ status: 'False', reason: 'UnauthorizedClient', message: refused.message });
+    // expired while refreshing failed: says when
+    const later = new Date(at + 120_000);
+    expect(credentialIssued({ ...base, now: later, token: failing })).toMatchObject({
+      reason: 'UnauthorizedClient',
+      message: `the access token expired at 2026-01-01T00:01:00Z: ${refused.message}`,
+    });
+  });
+
   it('the chain runs in order and the first failure wins', () => {
     expect(CONNECTION_READINESS.map((c) => c.name)).toEqual([
       'connectionEnabled',
       'apiKeyResolved',
+      'credentialIssued',
       'verificationRan',
       'upstreamAccepts',
       'modelsExposed',

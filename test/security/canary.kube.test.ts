@@ -7,9 +7,15 @@ import { GROUP, VERSION } from '../../src/api/common.ts';
 import { ProviderConnectionSpec } from '../../src/api/provider-connection.ts';
 import { buildGateway, type Gateway } from '../../src/gateway/app.ts';
 import { KubernetesSnapshotSource } from '../../src/gateway/snapshot-source.ts';
-import { type MockProvider, startMockProvider } from '../../src/mock-provider/index.ts';
+import {
+  type MockIdentityProvider,
+  type MockProvider,
+  startMockIdentityProvider,
+  startMockProvider,
+} from '../../src/mock-provider/index.ts';
 import type { Operator } from '../../src/operator/operator.ts';
-import { Api, eventually, startOperator } from '../operator/harness.ts';
+import { Api, cond, eventually, startOperator } from '../operator/harness.ts';
+import { clusterIssuer, createServiceAccount } from '../support/identity.ts';
 import { createNamespace, kubeRaw, testKubeConfig } from '../support/kube.ts';
 import { HOSTILE } from './ssrf-corpus.ts';
 
@@ -30,6 +36,7 @@ let apiB: Api;
 let op: Operator;
 let gw: Gateway;
 let gwUrl: string;
+let idp: MockIdentityProvider | undefined;
 const opLog: string[] = [];
 const gwLog: string[] = [];
 const mocks: MockProvider[] = [];
@@ -61,6 +68,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await gw?.close();
   await op?.stop();
+  await idp?.close();
   await Promise.all(mocks.map((m) => m.close()));
 });
 
@@ -207,6 +215,211 @@ describe('a canary key never leaks', () => {
     expect(events).not.toContain(nsB);
     expect(events).not.toContain(CANARY);
   });
+});
+
+/**
+ * A piece of a credential that identifies it: the value itself is checked too, but a truncated echo starts with
+ * what tokens share (a JWT's header, the mock's "ya29.mock-" prefix), so the piece is taken where they differ.
+ */
+function distinctive(secret: string): string {
+  const mock = /^(?:eyJ0eXAiOiJKV1Qi\.mock|ya29\.mock)-/.exec(secret);
+  if (mock) return secret.slice(mock[0].length, mock[0].length + 20);
+  const parts = secret.split('.');
+  if (parts.length === 3 && secret.startsWith('eyJ')) return (parts[2] as string).slice(0, 20);
+  return secret.slice(0, 24);
+}
+
+describe('access tokens and the credentials behind them never leak', () => {
+  it('through token requests, verification, serving and failures that say them back', async () => {
+    const TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
+    const WI_APP = '00001111-aaaa-2222-bbbb-3333cccc4444';
+    const SECRET_APP = '55556666-cccc-7777-dddd-8888eeee9999';
+    const CLIENT_SECRET = `Q~canary${randomBytes(16).toString('hex')}`;
+    const VERTEX_SA = 'vertex@mock-project.iam.gserviceaccount.com';
+    const COGNITIVE = 'https://cognitiveservices.azure.com';
+    await createServiceAccount(kc, nsA, 'azure');
+    const issuer = await clusterIssuer(kc);
+    idp = await startMockIdentityProvider({
+      issuers: [issuer],
+      entraApps: [
+        {
+          tenantID: TENANT,
+          clientID: WI_APP,
+          federatedCredentials: [
+            {
+              issuer: issuer.issuer,
+              subject: `system:serviceaccount:${nsA}:azure`,
+              audience: 'api://AzureADTokenExchange',
+            },
+          ],
+        },
+        { tenantID: TENANT, clientID: SECRET_APP, clientSecrets: [CLIENT_SECRET] },
+      ],
+      googleServiceAccounts: [{ email: VERTEX_SA }],
+    });
+    const authority = { tenantID: TENANT, authorityHost: idp.authorityHost };
+    const saKey = idp.serviceAccountKey(VERTEX_SA);
+    const privateKey = (JSON.parse(saKey) as { private_key: string }).private_key;
+    const keyPiece = privateKey.replace(/-----[A-Z ]+-----|\s/g, '').slice(100, 140);
+
+    const wiUp = await mock({ profile: 'azure', acceptToken: idp.accepts(COGNITIVE) });
+    const secretUp = await mock({ profile: 'azure', acceptToken: idp.accepts(COGNITIVE) });
+    const vertexUp = await mock({
+      profile: 'vertex',
+      acceptToken: idp.accepts('https://www.googleapis.com/auth/cloud-platform'),
+    });
+    await api.secret('entra-secret', { clientSecret: CLIENT_SECRET });
+    await api.secret('vertex-key', { 'credentials.json': saKey });
+    const azure = (upstream: MockProvider, entraID: Record<string, unknown>) => ({
+      provider: 'AzureOpenAI',
+      url: upstream.url,
+      azure: { apiVersion: 'v1' },
+      entraID: { ...authority, ...entraID },
+    });
+    await api.connection(
+      'kl-wi',
+      azure(wiUp, { clientID: WI_APP, workloadIdentity: { serviceAccountName: 'azure' } }),
+    );
+    await api.connection(
+      'kl-secret',
+      azure(secretUp, { clientID: SECRET_APP, clientSecretRef: { name: 'entra-secret' } }),
+    );
+    await api.connection('kl-vertex', {
+      url: vertexUp.url,
+      googleCloud: { serviceAccountKeySecretRef: { name: 'vertex-key' } },
+    });
+    await api.allowlist('kl-wi', 'kl-wi', ['wi-model']);
+    await api.allowlist('kl-secret', 'kl-secret', ['secret-model']);
+    await api.allowlist('kl-vertex', 'kl-vertex', ['google/gemini-2.5-flash']);
+    await api.waitReady('kl-wi', 'Verified');
+    await api.waitReady('kl-secret', 'Verified');
+    await api.waitReady('kl-vertex', 'ModelsEndpointUnsupported');
+
+    // Every token is in the snapshot (where the gateway reads it), and only there.
+    const snap = await eventually(async () => {
+      const s = await api.snapshot();
+      const names = ['kl-wi', 'kl-secret', 'kl-vertex'];
+      return names.every((n) => s?.connections.find((c) => c.name === n)?.accessToken) ? s : undefined;
+    }, 'the three tokens in the snapshot');
+    const tokenOf = (name: string) => snap.connections.find((c) => c.name === name)?.accessToken as string;
+
+    // Upstreams that say the token back: a 500 (scrubbed into the gateway's 502) and a 401 (passed through).
+    const said = (token: string, status: number) =>
+      JSON.stringify({ error: { message: `token ${token} refused (HTTP ${status}); Bearer ${token}` } });
+    wiUp.setFailure(
+      {
+        kind: 'status',
+        status: 500,
+        body: said(tokenOf('kl-wi'), 500),
+        contentType: 'application/json',
+      },
+      'inference',
+    );
+    secretUp.setFailure(
+      {
+        kind: 'status',
+        status: 401,
+        body: said(tokenOf('kl-secret'), 401),
+        contentType: 'application/json',
+      },
+      'inference',
+    );
+
+    const gwLogKeyless: string[] = [];
+    const gateway = await buildGateway({
+      snapshots: new KubernetesSnapshotSource(kc, nsA),
+      logger: { level: 'trace', stream: capture(gwLogKeyless) },
+      defaultMetrics: false,
+    });
+    const url = await gateway.listen('127.0.0.1', 0);
+    const bodies: string[] = [];
+    try {
+      const chat = async (model: string, stream = false) => {
+        const res = await fetch(`${url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model, stream, messages: [{ role: 'user', content: `hi ${model}` }] }),
+        });
+        const text = await res.text();
+        bodies.push(text);
+        return { status: res.status, text };
+      };
+      await eventually(
+        async () => (await chat('google/gemini-2.5-flash')).status === 200,
+        'the gateway serving Vertex AI',
+      );
+      expect((await chat('google/gemini-2.5-flash', true)).status).toBe(200);
+      expect(vertexUp.requests.at(-1)?.headers.authorization).toBe(`Bearer ${tokenOf('kl-vertex')}`);
+      expect((await chat('wi-model')).status).toBe(502);
+      expect((await chat('wi-model', true)).status).toBe(502);
+      const rejected = await chat('secret-model');
+      expect(rejected.status).toBe(401);
+      expect(rejected.text).toContain('refused (HTTP 401)');
+      expect(wiUp.requests.at(-1)?.headers.authorization).toBe(`Bearer ${tokenOf('kl-wi')}`);
+      for (const path of ['/v1/models', '/api/connections', '/metrics', '/readyz']) {
+        bodies.push(await (await fetch(`${url}${path}`)).text());
+      }
+    } finally {
+      await gateway.close();
+    }
+
+    // An identity provider that says the client secret back in its refusal: a connection asking anew.
+    idp.setFailure({
+      kind: 'status',
+      status: 401,
+      body: JSON.stringify({
+        error: 'invalid_client',
+        error_description: `AADSTS7000215: Invalid client secret provided: ${CLIENT_SECRET}`,
+      }),
+      contentType: 'application/json',
+    });
+    await api.connection(
+      'kl-refused',
+      azure(secretUp, { clientID: SECRET_APP, clientSecretRef: { name: 'entra-secret' } }),
+    );
+    const refused = await api.waitReady('kl-refused', 'InvalidClient');
+    expect(cond(refused, 'CredentialReady')?.message).toContain(
+      'AADSTS7000215: Invalid client secret provided',
+    );
+    expect(cond(refused, 'CredentialReady')?.message).toContain('[redacted]');
+    idp.setFailure(undefined);
+
+    const opMetrics = await (await fetch(`${op.probeAddress}/metrics`)).text();
+    expect(opMetrics).toContain('plugboard_credential_token_requests_total');
+    const statuses = await Promise.all(
+      ['providerconnections', 'modelallowlists'].map((plural) =>
+        kubeRaw(kc, 'GET', `/apis/${GROUP}/${VERSION}/namespaces/${nsA}/${plural}`),
+      ),
+    );
+    const statusText = JSON.stringify(statuses.map((s) => s.body));
+    expect(statusText).toContain('credentialExpiresAt');
+    const events = JSON.stringify((await kubeRaw(kc, 'GET', `/api/v1/namespaces/${nsA}/events`)).body);
+    expect(events).toContain('InvalidClient');
+
+    const { issued, presented } = idp.secrets();
+    // what is looked for: every access token issued, every credential presented to get one (the service
+    // account tokens from the TokenRequest API, the client secret, the signed assertion), and the private key
+    expect(issued.length).toBeGreaterThanOrEqual(3);
+    expect(presented).toContain(CLIENT_SECRET);
+    expect(presented.some((p) => p.split('.').length === 3 && p.startsWith('eyJ'))).toBe(true);
+    const secrets = [...issued, ...presented, CLIENT_SECRET, keyPiece];
+    const places: Record<string, string> = {
+      'operator log': opLog.join(''),
+      'gateway log': gwLogKeyless.join(''),
+      Events: events,
+      'connection and allowlist status': statusText,
+      'operator /metrics': opMetrics,
+      'gateway bodies (errors, /v1/models, /api/connections, /metrics)': bodies.join('\n'),
+    };
+    expect(gwLogKeyless.length).toBeGreaterThan(3);
+    for (const [where, text] of Object.entries(places)) {
+      expect(text.length, where).toBeGreaterThan(0);
+      for (const s of secrets) {
+        expect(text.includes(s), `a credential (${s.slice(0, 12)}...) appears in ${where}`).toBe(false);
+        expect(text.includes(distinctive(s)), `a piece of a credential appears in ${where}`).toBe(false);
+      }
+    }
+  }, 120_000);
 });
 
 describe('the API server (CEL) and zod agree on every hostile URL', () => {

@@ -1,11 +1,18 @@
-import { CONDITION_MODELS_DISCOVERED, REASON_INVALID_SPEC } from '../../api/conditions.ts';
+import {
+  CONDITION_CREDENTIAL_READY,
+  CONDITION_MODELS_DISCOVERED,
+  REASON_INVALID_SPEC,
+} from '../../api/conditions.ts';
+import { credentialKind } from '../../api/credentials.ts';
 import { ProviderConnectionSpec, type ProviderConnectionStatus } from '../../api/provider-connection.ts';
 import { describeIssues } from '../../api/validate.ts';
 import type { Snapshot } from '../../snapshot/schema.ts';
+import type { Minter } from '../credentials/mint.ts';
 import type { VerificationMemory } from '../logic/connection-status.ts';
 import { planInvalidSpec } from '../logic/invalid-spec.ts';
 import type { ConnectionView } from '../logic/readiness.ts';
-import { type Verifier, verifyIfDueAndPlan } from '../logic/reconcile.ts';
+import { refreshTokenIfDue, type Verifier, verifyIfDueAndPlan } from '../logic/reconcile.ts';
+import { adoptToken, type TokenMemory } from '../logic/tokens.ts';
 import type {
   AllowlistObject,
   ConnectionObject,
@@ -13,7 +20,7 @@ import type {
   SecretSource,
   SnapshotEntries,
 } from '../ports.ts';
-import { findCondition } from '../runtime/conditions.ts';
+import { type Condition, findCondition, transitioned } from '../runtime/conditions.ts';
 import type { ReconcileContext, ReconcileResult } from '../runtime/controller.ts';
 import { Stalling } from '../runtime/errors.ts';
 import { commitStatus, type StatusExit } from './status.ts';
@@ -23,6 +30,8 @@ export interface ConnectionControllerOptions extends StatusExit {
   secrets: SecretSource;
   snapshot: SnapshotEntries;
   verify: Verifier;
+  /** Obtains access tokens (entraID, googleCloud). */
+  mint: Minter;
   /** The allowlists whose connectionRef names this connection (an index, not a scan). */
   allowlistsOf(key: string): AllowlistObject[];
   /** Called after every reconcile of `key`: its allowlists' status follows from what it decided. */
@@ -37,6 +46,8 @@ export interface ConnectionControllerOptions extends StatusExit {
 export class ConnectionController {
   private readonly o: ConnectionControllerOptions;
   private readonly memory = new Map<string, VerificationMemory>();
+  /** Access tokens: held here and in the snapshot, nowhere else; adopted from the snapshot after a restart. */
+  private readonly tokens = new Map<string, TokenMemory>();
   private readonly views = new Map<string, ConnectionView>();
 
   constructor(o: ConnectionControllerOptions) {
@@ -50,10 +61,14 @@ export class ConnectionController {
 
   /**
    * Remembers the model lists of a snapshot written before a restart as the last good ones, so a connection whose
-   * upstream fails at start-up keeps serving them (and says so) instead of emptying the gateway.
+   * upstream fails at start-up keeps serving them (and says so) instead of emptying the gateway; and adopts its
+   * still-valid access tokens, so an identity provider that is down at start-up does not either.
    */
   seed(previous: Snapshot): void {
+    const now = Date.now();
     for (const c of previous.connections) {
+      const token = adoptToken(c, now);
+      if (token) this.tokens.set(`${c.namespace}/${c.name}`, token);
       const at = c.status.lastVerifiedTime ? Date.parse(c.status.lastVerifiedTime) : Date.now();
       this.memory.set(`${c.namespace}/${c.name}`, {
         fingerprint: '',
@@ -89,6 +104,7 @@ export class ConnectionController {
     const obj = o.objects.connection(key);
     if (!obj || obj.metadata.deletionTimestamp) {
       this.memory.delete(key);
+      this.tokens.delete(key);
       this.views.delete(key);
       o.snapshot.delete(key);
       o.metrics.forgetConnection(namespace, name);
@@ -98,7 +114,20 @@ export class ConnectionController {
     const parsed = ProviderConnectionSpec.safeParse(obj.spec);
     if (!parsed.success) return this.stall(key, obj, describeIssues(parsed.error));
     const spec = parsed.data;
-    const secret = await o.secrets.apiKey(namespace, spec, ctx.signal);
+    const secret = await o.secrets.secret(namespace, spec, ctx.signal);
+    const tokenStep = await refreshTokenIfDue(
+      { namespace, spec, secret, token: this.tokens.get(key) },
+      o.mint,
+      ctx.signal,
+    );
+    if (tokenStep.token) this.tokens.set(key, tokenStep.token);
+    else this.tokens.delete(key);
+    const m = tokenStep.minted;
+    if (m) {
+      const kind = credentialKind(spec);
+      o.metrics.tokenRequests.inc({ kind, reason: m.ok ? 'TokenIssued' : m.reason });
+      ctx.log.debug({ kind, ok: m.ok, ms: Math.round(m.durationMs) }, 'access token requested');
+    }
     const step = await verifyIfDueAndPlan(
       {
         namespace,
@@ -106,6 +135,7 @@ export class ConnectionController {
         generation: obj.metadata.generation ?? 0,
         spec,
         secret,
+        token: tokenStep.token,
         allowlists: o.allowlistsOf(key).map((a) => ({
           name: a.metadata.name,
           generation: a.metadata.generation,
@@ -132,6 +162,7 @@ export class ConnectionController {
       condition: plan.ready,
       eventType: plan.ready.status === 'True' ? 'Normal' : 'Warning',
     });
+    await this.credentialEvent(obj, plan.status.conditions as Condition[] | undefined);
     if (plan.manyModels) {
       const advice = findCondition(plan.status.conditions, CONDITION_MODELS_DISCOVERED);
       await o.events.record({
@@ -152,9 +183,37 @@ export class ConnectionController {
     }
     const last = this.memory.get(key)?.lastGood?.at;
     if (last) o.metrics.lastVerified.set({ namespace, name }, last / 1000);
+    const expires = tokenStep.token?.token?.expiresAt;
+    if (expires) o.metrics.credentialExpiry.set({ namespace, name }, expires / 1000);
+    else o.metrics.credentialExpiry.remove({ namespace, name });
     ctx.log.debug({ ready: plan.ready.reason, wrote }, 'reconciled');
     o.reconciled(key);
     return plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs } : undefined;
+  }
+
+  /**
+   * An Event for what Ready does not report: a token refresh that fails while the token still serves (Warning),
+   * and its recovery (Normal). A token that cannot be had at all makes Ready False, which has its own Event.
+   */
+  private async credentialEvent(obj: ConnectionObject, after: Condition[] | undefined): Promise<void> {
+    const now = findCondition(after, CONDITION_CREDENTIAL_READY);
+    const before = findCondition(
+      obj.status?.conditions as Condition[] | undefined,
+      CONDITION_CREDENTIAL_READY,
+    );
+    if (now?.status !== 'True' || !before || !transitioned(before, now)) return;
+    if (now.reason !== 'TokenRefreshFailing' && before.reason !== 'TokenRefreshFailing') return;
+    const { namespace = '', name, uid } = obj.metadata;
+    await this.o.events.record({
+      kind: 'ProviderConnection',
+      namespace,
+      name,
+      ...(uid ? { uid } : {}),
+      type: now.reason === 'TokenIssued' ? 'Normal' : 'Warning',
+      condition: CONDITION_CREDENTIAL_READY,
+      reason: now.reason,
+      message: now.message,
+    });
   }
 
   /**

@@ -1,11 +1,13 @@
 import { createHash } from 'node:crypto';
 import { parseDuration } from '../../api/common.ts';
 import {
+  CONDITION_CREDENTIAL_READY,
   CONDITION_MODELS_DISCOVERED,
   CONDITION_READY,
   CONDITION_STALLED,
   CONDITION_VERIFIED,
 } from '../../api/conditions.ts';
+import { credentialKind, usesAccessToken } from '../../api/credentials.ts';
 import type { ProviderConnectionSpec, ProviderConnectionStatus } from '../../api/provider-connection.ts';
 import { STATUS_MODELS_MAX } from '../../api/provider-connection.ts';
 import { dialect } from '../../providers/dialects.ts';
@@ -15,12 +17,14 @@ import { sameStatus } from '../runtime/status.ts';
 import { type DiscoveredModel, type VerifyOutcome, worksWithoutList } from '../verification/verify.ts';
 import { type AllowlistRef, computeExposure } from './exposure.ts';
 import { type ConnectionView, connectionConditions } from './readiness.ts';
+import { type TokenMemory, tokenRequeueMs, validToken } from './tokens.ts';
 
 const FAILURE_BACKOFF_BASE_MS = 5_000;
 
 export type SecretState =
   | { kind: 'none' }
-  | { kind: 'resolved'; apiKey: string; version: string }
+  /** `value`: the API key, client secret or service account key JSON the credential names. */
+  | { kind: 'resolved'; value: string; version: string }
   | { kind: 'notFound'; secretName: string }
   /** `message` replaces the default advice when the key is missing for another reason (standalone: an unset env var). */
   | { kind: 'keyMissing'; secretName: string; key: string; message?: string };
@@ -43,6 +47,8 @@ export interface ConnectionObservation {
   secret: SecretState;
   allowlists: AllowlistRef[];
   memory: VerificationMemory | undefined;
+  /** entraID and googleCloud: the access token held (refreshTokenIfDue). */
+  token?: TokenMemory | undefined;
   previousStatus: ProviderConnectionStatus | undefined;
   now: Date;
 }
@@ -60,7 +66,10 @@ export interface ConnectionPlan {
   requeueAfterMs?: number;
 }
 
-/** Changes to these (and only these) make the operator verify again at once. */
+/**
+ * Changes to these (and only these) make the operator verify again at once. `apiKey`: the key, or for an access
+ * token the identity it is for (a routine refresh of the token is not a change).
+ */
 export function verificationFingerprint(spec: ProviderConnectionSpec, apiKey: string | undefined): string {
   return createHash('sha256')
     .update(
@@ -125,7 +134,12 @@ function snapshotTimeouts(spec: ProviderConnectionSpec) {
  */
 export function planConnection(o: ConnectionObservation): ConnectionPlan {
   const { spec, memory: mem, now } = o;
-  const usable = spec.enabled && (o.secret.kind === 'none' || o.secret.kind === 'resolved');
+  const tokens = usesAccessToken(spec);
+  const token = tokens ? validToken(o.token, now.getTime()) : undefined;
+  const usable =
+    spec.enabled &&
+    (o.secret.kind === 'none' || o.secret.kind === 'resolved') &&
+    (!tokens || token !== undefined);
   const out = mem?.outcome;
   const discovered = out?.ok ? out.models : mem?.lastGood?.models;
   const exposure = usable && mem ? computeExposure(spec.provider, discovered, o.allowlists) : undefined;
@@ -136,8 +150,9 @@ export function planConnection(o: ConnectionObservation): ConnectionPlan {
   const exposedModels = matched ? exposure.exposed : [];
   const desired = connectionConditions({ ...o, exposedCount: exposedModels.length }, o.generation);
   // Stalled (InvalidSpec) describes a generation the operator refused; a generation it plans for is not stalled.
+  // CredentialReady belongs to connections with an access token only.
   const previous = (o.previousStatus?.conditions as Condition[] | undefined)?.filter(
-    (c) => c.type !== CONDITION_STALLED,
+    (c) => c.type !== CONDITION_STALLED && (tokens || c.type !== CONDITION_CREDENTIAL_READY),
   );
   const conditions = mergeConditions(previous, desired, now);
   const ready = desired.find((c) => c.type === CONDITION_READY) as DesiredCondition;
@@ -151,6 +166,7 @@ export function planConnection(o: ConnectionObservation): ConnectionPlan {
     models: exposedIds.slice(0, STATUS_MODELS_MAX),
     exposedModelCount: exposedIds.length,
     ...(discovered !== undefined ? { discoveredModelCount: discovered.length } : {}),
+    ...(tokens && o.token?.token ? { credentialExpiresAt: kubeTime(new Date(o.token.token.expiresAt)) } : {}),
   };
   // lastVerifiedTime moves only together with another change, so a steady state makes no status writes.
   const lastSuccess = mem?.lastGood?.at;
@@ -167,7 +183,17 @@ export function planConnection(o: ConnectionObservation): ConnectionPlan {
     name: o.name,
     provider: spec.provider,
     url: spec.url,
-    ...(o.secret.kind === 'resolved' && spec.enabled ? { apiKey: o.secret.apiKey } : {}),
+    // The API key, or the access token; never another Secret's value (a client secret, a service account key).
+    ...(credentialKind(spec) === 'apiKey' && o.secret.kind === 'resolved' && spec.enabled
+      ? { apiKey: o.secret.value }
+      : {}),
+    ...(token && usable
+      ? {
+          accessToken: token.value,
+          accessTokenExpiresAt: new Date(token.expiresAt).toISOString(),
+          credentialFingerprint: (o.token as TokenMemory).fingerprint,
+        }
+      : {}),
     ...(spec.azure ? { azureApiVersion: spec.azure.apiVersion } : {}),
     headers: spec.headers ?? {},
     dropParams: spec.dropParams ?? [],
@@ -221,6 +247,11 @@ export function planConnection(o: ConnectionObservation): ConnectionPlan {
   let requeueAfterMs: number | undefined;
   if (spec.enabled && usable && mem) requeueAfterMs = Math.max(0, mem.nextDueAt - now.getTime());
   else if (spec.enabled) requeueAfterMs = parseDuration(spec.verification.interval);
+  // The next token refresh (or retry), or the moment the token expires, if sooner; not while the Secret it needs
+  // is missing (its change reconciles the connection).
+  const secretOk = o.secret.kind === 'none' || o.secret.kind === 'resolved';
+  const tokenDue = spec.enabled && secretOk ? tokenRequeueMs(spec, o.token, now.getTime()) : undefined;
+  if (tokenDue !== undefined) requeueAfterMs = Math.min(requeueAfterMs ?? tokenDue, tokenDue);
 
   return {
     status: status as ProviderConnectionStatus,

@@ -1,4 +1,5 @@
 import {
+  CONDITION_CREDENTIAL_READY,
   CONDITION_MODELS_DISCOVERED,
   CONDITION_READY,
   CONDITION_RESOLVED_REFS,
@@ -6,15 +7,24 @@ import {
   CONDITION_VERIFIED,
   type ConnectionReason,
 } from '../../api/conditions.ts';
+import {
+  type CredentialKind,
+  type CredentialReason,
+  credentialKind,
+  credentialSecretRef,
+  usesAccessToken,
+} from '../../api/credentials.ts';
 import { isGlob } from '../../api/glob.ts';
 import type { AllowlistReadyReason, AllowlistRefReason } from '../../api/model-allowlist.ts';
 import type { ProviderConnectionSpec } from '../../api/provider-connection.ts';
 import type { VerificationReason } from '../../api/verification.ts';
+import { credentialRecord, type TokenKind } from '../../providers/credentials.ts';
 import { dialect } from '../../providers/dialects.ts';
 import { type DesiredCondition, kubeTime } from '../runtime/conditions.ts';
 import { worksWithoutList } from '../verification/verify.ts';
 import type { SecretState, VerificationMemory } from './connection-status.ts';
 import type { AllowlistRef } from './exposure.ts';
+import { type TokenMemory, validToken } from './tokens.ts';
 
 /**
  * Readiness as a chain of small named checks, as cert-manager's policy chains: each check reads what was
@@ -22,7 +32,12 @@ import type { AllowlistRef } from './exposure.ts';
  * and message; a condition that depends on an earlier check is Unknown with that check's reason while it fails.
  */
 
-type Reason = ConnectionReason | VerificationReason | AllowlistReadyReason | AllowlistRefReason;
+type Reason =
+  | ConnectionReason
+  | VerificationReason
+  | CredentialReason
+  | AllowlistReadyReason
+  | AllowlistRefReason;
 type State = Pick<DesiredCondition, 'status' | 'reason' | 'message'>;
 
 /** Why a check failed: Ready's status (False, or Unknown while it cannot be known yet), reason and message. */
@@ -88,6 +103,9 @@ export interface ConnectionInput {
   allowlists: AllowlistRef[];
   /** Models the gateway serves for the connection. */
   exposedCount: number;
+  /** entraID and googleCloud: the access token held, and the time it is judged at. */
+  token?: TokenMemory | undefined;
+  now?: Date;
 }
 
 /** `spec.enabled` false takes the connection out of service; nothing else is checked. */
@@ -96,17 +114,34 @@ export function connectionEnabled(i: ConnectionInput): CheckFailure | undefined 
   return fail('Disabled', 'spec.enabled is false: the connection is out of service and not verified');
 }
 
-/** The Secret apiKeySecretRef names exists in the connection's namespace and holds the key. */
+/** The Secret the credential names exists in the connection's namespace and holds the key. */
 export function apiKeyResolved(i: ConnectionInput): CheckFailure | undefined {
   const s = i.secret;
   if (s.kind !== 'notFound' && s.kind !== 'keyMissing') return undefined;
+  const ref = credentialSecretRef(i.spec);
+  const holds = ref?.holds ?? 'the API key';
   const message =
     s.kind === 'notFound'
-      ? `Secret "${s.secretName}" was not found in namespace ${i.namespace}; create it with the API key under key "${i.spec.apiKeySecretRef?.key ?? 'apiKey'}"`
+      ? `Secret "${s.secretName}" was not found in namespace ${i.namespace}; create it with ${holds} under key "${ref?.key ?? 'apiKey'}"`
       : (s.message ??
-        `Secret "${s.secretName}" has no key "${s.key}"; add the API key under that key or set spec.apiKeySecretRef.key`);
+        `Secret "${s.secretName}" has no key "${s.key}"; add ${holds} under that key or set spec.${ref?.field ?? 'apiKeySecretRef'}.key`);
   const reason = s.kind === 'notFound' ? 'SecretNotFound' : 'SecretKeyMissing';
-  return { ...fail(reason, message), waiting: 'waiting for the API key' };
+  return { ...fail(reason, message), waiting: `waiting for ${holds}` };
+}
+
+/**
+ * entraID and googleCloud: the operator holds an access token that has not expired. Without one, the identity
+ * provider's last answer says why (its error code is the reason, its words the message).
+ */
+export function credentialIssued(i: ConnectionInput): CheckFailure | undefined {
+  if (!usesAccessToken(i.spec)) return undefined;
+  const now = (i.now ?? new Date()).getTime();
+  if (validToken(i.token, now)) return undefined;
+  const f = i.token?.lastFailure;
+  const held = i.token?.token;
+  const expired = held ? `the access token expired at ${kubeTime(new Date(held.expiresAt))}: ` : '';
+  if (!f) return fail('Pending', `${expired}no access token yet`, 'Unknown');
+  return { ...fail(f.reason, `${expired}${f.message}`), waiting: 'waiting for an access token' };
 }
 
 /** A verification has finished since the operator started. */
@@ -144,6 +179,7 @@ export function modelsExposed(i: ConnectionInput): CheckFailure | undefined {
 export const CONNECTION_READINESS: readonly Check<ConnectionInput>[] = [
   connectionEnabled,
   apiKeyResolved,
+  credentialIssued,
   verificationRan,
   upstreamAccepts,
   modelsExposed,
@@ -162,10 +198,37 @@ function staleSuffix(mem: VerificationMemory | undefined): string {
 /** The last verification; read only where verificationRan has passed. */
 const lastRun = (i: ConnectionInput) => i.memory as VerificationMemory;
 
+const RESOLVED: Record<CredentialKind, string> = {
+  none: 'no apiKeySecretRef: requests carry no API key',
+  apiKey: 'API key read from Secret',
+  entraWorkloadIdentity: 'workload identity: no Secret to read',
+  entraClientSecret: 'client secret read from Secret',
+  googleWorkloadIdentity: 'workload identity federation: no Secret to read',
+  googleServiceAccountKey: 'service account key read from Secret',
+};
+
 function secretResolved(i: ConnectionInput): State {
-  return i.secret.kind === 'none'
-    ? state('True', 'NoSecretRequired', 'no apiKeySecretRef: requests carry no API key')
-    : state('True', 'SecretResolved', `API key read from Secret "${i.spec.apiKeySecretRef?.name}"`);
+  const ref = credentialSecretRef(i.spec);
+  const what = RESOLVED[credentialKind(i.spec)];
+  return i.secret.kind === 'none' || !ref
+    ? state('True', 'NoSecretRequired', what)
+    : state('True', 'SecretResolved', `${what} "${ref.name}"`);
+}
+
+/** CredentialReady once an access token is held: since when it is good, and whether refreshing it fails. */
+function credentialReady(i: ConnectionInput): State {
+  const mem = i.token as TokenMemory;
+  const held = mem.token as NonNullable<TokenMemory['token']>;
+  const until = kubeTime(new Date(held.expiresAt));
+  if (mem.lastFailure) {
+    return state(
+      'True',
+      'TokenRefreshFailing',
+      `the access token stays valid until ${until}, but refreshing it fails: ${mem.lastFailure.message}`,
+    );
+  }
+  const from = credentialRecord(credentialKind(i.spec) as TokenKind).describe(i.spec);
+  return state('True', 'TokenIssued', `access token from ${from}, valid until ${until}`);
 }
 
 function verified(i: ConnectionInput): State {
@@ -201,13 +264,20 @@ function served(i: ConnectionInput): State {
 
 const position = (check: Check<ConnectionInput>) => CONNECTION_READINESS.indexOf(check);
 
-/** A connection's conditions: SecretResolved, Verified and ModelsDiscovered, and Ready from the chain. */
+/**
+ * A connection's conditions: SecretResolved, CredentialReady (with an access token only), Verified and
+ * ModelsDiscovered, and Ready from the chain.
+ */
 export function connectionConditions(i: ConnectionInput, g: number): DesiredCondition[] {
   const f = firstFailure(CONNECTION_READINESS, i);
   const ran = position(verificationRan) + 1;
   const secret = () => decidedBy(apiKeyResolved, i, () => secretResolved(i));
+  const credential = () => decidedBy(credentialIssued, i, () => credentialReady(i));
   return [
     gated(CONDITION_SECRET_RESOLVED, position(apiKeyResolved), f, secret, g),
+    ...(usesAccessToken(i.spec)
+      ? [gated(CONDITION_CREDENTIAL_READY, position(credentialIssued), f, credential, g)]
+      : []),
     gated(CONDITION_VERIFIED, ran, f, () => verified(i), g),
     gated(CONDITION_MODELS_DISCOVERED, ran, f, () => modelsDiscovered(i), g),
     ready(f, () => served(i), g),

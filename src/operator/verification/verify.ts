@@ -4,13 +4,16 @@ import { UNLISTED_BUT_WORKING, type VerificationReason } from '../../api/verific
 import { addressPolicy, checkUpstreamUrl, isBlockedAddressError } from '../../net/address-policy.ts';
 import { classifyNetworkError, errorCode } from '../../net/errors.ts';
 import { type SafeConnectorOptions, safeConnector } from '../../net/safe-connect.ts';
-import { credentialHeaders, dialect, PROBE_BODY } from '../../providers/dialects.ts';
+import { type CredentialScheme, credentialHeaders, dialect, PROBE_BODY } from '../../providers/dialects.ts';
 import { keyRejectedIn, redactKey, upstreamErrorMessage } from '../../providers/upstream-errors.ts';
 
 export interface VerifyTarget {
   provider: ProviderType;
   url: string;
+  /** The API key, or the access token when `scheme` is accessToken (entraID, googleCloud). */
   apiKey?: string;
+  /** How the dialect sends it: the key, or `Authorization: Bearer` for an access token. Default apiKey. */
+  scheme?: CredentialScheme;
   azureApiVersion?: string;
   headers?: Record<string, string>;
   timeoutMs: number;
@@ -65,7 +68,7 @@ export function modelsRequest(
   const headers: Record<string, string> = {
     accept: 'application/json',
     ...t.headers,
-    ...credentialHeaders(t.provider, t.apiKey, 'models'),
+    ...credentialHeaders(t.provider, t.apiKey, 'models', t.scheme),
   };
   return { url: t.url + dialect(t.provider).models(t.azureApiVersion, afterId), headers };
 }
@@ -84,7 +87,7 @@ export function probeRequest(
     accept: 'application/json',
     ...t.headers,
     'content-type': 'application/json',
-    ...credentialHeaders(t.provider, t.apiKey, 'inference'),
+    ...credentialHeaders(t.provider, t.apiKey, 'inference', t.scheme),
   };
   return { url: t.url + probe.path, headers, body: PROBE_BODY };
 }
@@ -229,14 +232,17 @@ function refusal(
 ): Failure | undefined {
   const said = () => scrub(upstreamErrorMessage(a.text) ?? a.text, t.apiKey);
   const to = via ? ` to ${via}` : '';
+  const token = t.scheme === 'accessToken';
   if (a.status === 401 || (a.status === 400 && keyRejectedIn(a.text))) {
     return {
       ok: false,
       reason: 'Unauthorized',
       statusCode: a.status,
-      message: t.apiKey
-        ? `the upstream rejected the API key (HTTP ${a.status}${to}: ${said()}); put a valid key in the referenced Secret`
-        : `the upstream requires an API key (HTTP ${a.status}${to}: ${said()}); put the key in a Secret and name it in spec.apiKeySecretRef`,
+      message: token
+        ? `the upstream rejected the access token (HTTP ${a.status}${to}: ${said()}); check that the token's scope is the resource's (entraID.scope, googleCloud.scope) and that spec.url is that resource`
+        : t.apiKey
+          ? `the upstream rejected the API key (HTTP ${a.status}${to}: ${said()}); put a valid key in the referenced Secret`
+          : `the upstream requires an API key (HTTP ${a.status}${to}: ${said()}); put the key in a Secret and name it in spec.apiKeySecretRef`,
     };
   }
   if (a.status === 403) {
@@ -244,7 +250,9 @@ function refusal(
       ok: false,
       reason: 'Forbidden',
       statusCode: a.status,
-      message: `the API key may not ${via ? `call ${a.what}` : 'list models'} (HTTP 403${to}: ${said()}); check the key's permissions or project`,
+      message: token
+        ? `the identity may not ${via ? `call ${a.what}` : 'list models'} (HTTP 403${to}: ${said()}); grant it a role on the resource (Azure: Cognitive Services OpenAI User; Vertex AI: roles/aiplatform.user)`
+        : `the API key may not ${via ? `call ${a.what}` : 'list models'} (HTTP 403${to}: ${said()}); check the key's permissions or project`,
     };
   }
   if (a.status === 429) {
@@ -298,7 +306,12 @@ async function probeUnlisted(
   const said = () => scrub(upstreamErrorMessage(a.text) ?? a.text, t.apiKey);
   const refused = refusal(a, t, net, `the verification probe ${a.what}`);
   if (refused) return refused;
-  const keyWorks = t.apiKey ? 'the URL and the API key work' : 'the URL works (no API key is sent)';
+  const keyWorks =
+    t.scheme === 'accessToken'
+      ? 'the URL and the access token work'
+      : t.apiKey
+        ? 'the URL and the API key work'
+        : 'the URL works (no API key is sent)';
   if (a.status === 400 || a.status === 422) {
     return {
       ok: false,
