@@ -109,10 +109,10 @@ const scrubbers = new WeakMap<SnapshotConnection, SecretScrubber>();
 
 /** The scrubber of a connection's key or token (built once per snapshot connection); undefined without one. */
 function scrubberOf(c: SnapshotConnection): SecretScrubber | undefined {
-  const secret = upstreamSecret(c)?.value;
-  if (!secret) return undefined;
   let s = scrubbers.get(c);
   if (!s) {
+    const secret = upstreamSecret(c)?.value;
+    if (!secret) return undefined;
     s = new SecretScrubber(secret);
     scrubbers.set(c, s);
   }
