@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import zlib from 'node:zlib';
 import { isBlockedAddressError } from '../net/address-policy.ts';
 import { classifyNetworkError, errorCode } from '../net/errors.ts';
+import { retryAfterMs } from '../net/retry-after.ts';
 import { SecretScrubber, upstreamErrorMessage } from '../providers/upstream-errors.ts';
 import { type SnapshotConnection, upstreamSecret } from '../snapshot/schema.ts';
 import { GatewayError } from './errors.ts';
@@ -275,8 +276,7 @@ export async function proxy(deps: ProxyDeps, ctx: RequestContext, call: ProxyCal
         if (r.statusCode >= 500 || r.statusCode === 429) {
           const reason: FailureReason = r.statusCode === 429 ? 'status_429' : 'status_5xx';
           metrics.upstreamErrors.inc({ connection: cand.key, reason });
-          const ra = Number(r.headers['retry-after']);
-          balancer.failure(cand.key, Number.isFinite(ra) ? ra * 1000 : undefined);
+          balancer.failure(cand.key, retryAfterMs(r.headers['retry-after']));
           if (!last) {
             log.warn(
               { connection: cand.key, status: r.statusCode },

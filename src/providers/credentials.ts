@@ -6,6 +6,7 @@ import {
   type EntraID,
   type GoogleCloud,
 } from '../api/credentials.ts';
+import { retryAfterMs } from '../net/retry-after.ts';
 import { SecretScrubber } from './upstream-errors.ts';
 
 /**
@@ -100,16 +101,6 @@ function parseJson(text: string): Record<string, unknown> | undefined {
   }
 }
 
-function retryAfter(h: TokenAnswer['headers']): number | undefined {
-  const v = h['retry-after'];
-  const s = Array.isArray(v) ? v[0] : v;
-  if (!s) return undefined;
-  const secs = Number(s);
-  if (Number.isFinite(secs)) return Math.max(0, secs * 1000);
-  const at = Date.parse(s);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
-}
-
 /** `invalid_client` → `InvalidClient`, for the OAuth 2.0 error codes that are reasons of their own. */
 function oauthReason(code: string): CredentialReason {
   const camel = code
@@ -159,11 +150,12 @@ function refusal(
   const http = `HTTP ${a.status}`;
   if (a.status === 429 || a.status >= 500) {
     const said = j ? describeError(j) : a.text;
+    const wait = retryAfterMs(a.headers['retry-after']);
     return {
       ok: false,
       reason: 'IdentityProviderUnavailable',
       message: `${issuer} is unavailable (${http}${said ? `: ${quote(withoutTrace(said), secrets)}` : ''}); retrying with backoff`,
-      ...(retryAfter(a.headers) !== undefined ? { retryAfterMs: retryAfter(a.headers) } : {}),
+      ...(wait !== undefined ? { retryAfterMs: wait } : {}),
     };
   }
   if (typeof j?.error === 'string') {

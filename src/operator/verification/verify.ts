@@ -3,6 +3,7 @@ import type { ProviderType } from '../../api/provider-connection.ts';
 import { UNLISTED_BUT_WORKING, type VerificationReason } from '../../api/verification.ts';
 import { addressPolicy, checkUpstreamUrl, isBlockedAddressError } from '../../net/address-policy.ts';
 import { classifyNetworkError, errorCode } from '../../net/errors.ts';
+import { retryAfterMs } from '../../net/retry-after.ts';
 import { type SafeConnectorOptions, safeConnector } from '../../net/safe-connect.ts';
 import { type CredentialScheme, credentialHeaders, dialect, PROBE_BODY } from '../../providers/dialects.ts';
 import { keyRejectedIn, redactKey, upstreamErrorMessage } from '../../providers/upstream-errors.ts';
@@ -96,15 +97,6 @@ export function probeRequest(
 function scrub(text: string, key: string | undefined): string {
   const out = redactKey(text.replace(/\s+/g, ' ').trim(), key, '[redacted]');
   return out.length > 300 ? `${out.slice(0, 300)}...` : out;
-}
-
-function parseRetryAfter(v: string | string[] | undefined): number | undefined {
-  const s = Array.isArray(v) ? v[0] : v;
-  if (!s) return undefined;
-  const secs = Number(s);
-  if (Number.isFinite(secs)) return Math.max(0, secs * 1000);
-  const at = Date.parse(s);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
 }
 
 const BLOCKED_ADVICE: Record<string, string> = {
@@ -256,13 +248,13 @@ function refusal(
     };
   }
   if (a.status === 429) {
-    const retryAfterMs = parseRetryAfter(a.headers['retry-after']);
+    const wait = retryAfterMs(a.headers['retry-after']);
     return {
       ok: false,
       reason: 'RateLimited',
       statusCode: a.status,
-      retryAfterMs,
-      message: `the upstream is rate limiting (HTTP 429${to}${retryAfterMs !== undefined ? `, retry after ${Math.ceil(retryAfterMs / 1000)}s` : ''}): ${said()}`,
+      retryAfterMs: wait,
+      message: `the upstream is rate limiting (HTTP 429${to}${wait !== undefined ? `, retry after ${Math.ceil(wait / 1000)}s` : ''}): ${said()}`,
     };
   }
   if (a.status >= 300 && a.status < 400) {

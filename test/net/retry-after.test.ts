@@ -1,0 +1,22 @@
+import { describe, expect, it } from 'vitest';
+import { retryAfterMs } from '../../src/net/retry-after.ts';
+
+describe('retryAfterMs', () => {
+  const now = Date.parse('2026-12-02T10:00:00Z');
+  it('reads seconds and HTTP dates, as milliseconds from now', () => {
+    expect(retryAfterMs('120', now)).toBe(120_000);
+    expect(retryAfterMs(' 1.5 ', now)).toBe(1500);
+    expect(retryAfterMs('Wed, 02 Dec 2026 10:00:30 GMT', now)).toBe(30_000);
+  });
+  it('never answers a negative wait: a past date or negative seconds mean now', () => {
+    expect(retryAfterMs('-5', now)).toBe(0);
+    expect(retryAfterMs('Wed, 02 Dec 2026 09:00:00 GMT', now)).toBe(0);
+  });
+  it('takes the first of repeated headers and ignores what it cannot read', () => {
+    expect(retryAfterMs(['2', '900'], now)).toBe(2000);
+    expect(retryAfterMs(undefined, now)).toBeUndefined();
+    expect(retryAfterMs('', now)).toBeUndefined();
+    expect(retryAfterMs([], now)).toBeUndefined();
+    expect(retryAfterMs('soon', now)).toBeUndefined();
+  });
+});
