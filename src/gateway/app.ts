@@ -94,6 +94,7 @@ export async function buildGateway(opts: GatewayOptions): Promise<Gateway> {
   const pools = new Pools({ ca: opts.upstreamCa });
   const active = new InFlightRequests();
   const budget = new BodyBudget(opts.bodyBudget, Math.max(maxJsonBody, maxMultipartBody));
+  metrics.watchBudget(budget);
   const bodyIdleMs = opts.bodyIdleTimeoutMs ?? 30_000;
   let table: RouteTable | undefined;
   const deps: JsonEndpointDeps = { balancer, pools, metrics, active, table: () => table };

@@ -1,4 +1,6 @@
+import type { Socket } from 'node:net';
 import { getHeapStatistics } from 'node:v8';
+import type { ClientKey } from './client-keys.ts';
 import { errors, GatewayError } from './errors.ts';
 import { type RequestContext, respondWithError } from './request-context.ts';
 
@@ -37,7 +39,11 @@ export class BodyBudget {
     let o = this.owners.get(name);
     if (!o) {
       if (this.owners.size >= MAX_OWNERS)
-        for (const [k, v] of this.owners) if (v.held === 0) this.owners.delete(k);
+        for (const [k, v] of this.owners)
+          if (v.held === 0) {
+            v.pruned = true;
+            this.owners.delete(k);
+          }
       o = { held: 0 };
       this.owners.set(name, o);
     }
@@ -61,6 +67,8 @@ export class BodyBudget {
 /** One owner's bytes in the budget. */
 export interface BudgetOwner {
   held: number;
+  /** Dropped from the budget's records (it held nothing): a copy kept elsewhere is looked up again. */
+  pruned?: boolean;
 }
 
 /** Owner records kept before those holding nothing are pruned. */
@@ -107,9 +115,7 @@ export function watchBody(
   onStall: (err: GatewayError) => void,
 ): BodyWatch {
   const { budget, max } = limits;
-  const owner = budget.ownerOf(
-    ctx.clientKey ? `key:${ctx.clientKey.name}` : `addr:${ctx.req.socket.remoteAddress ?? ''}`,
-  );
+  const owner = ownerOf(ctx, budget);
   let held = 0;
   let size = 0;
   let idle: NodeJS.Timeout | undefined;
@@ -147,6 +153,27 @@ export function watchBody(
     },
     stop,
   };
+}
+
+const OWNER = Symbol('plugboard.budgetOwner');
+type OwnedSocket = Socket & {
+  [OWNER]?: { key: ClientKey | undefined; budget: BodyBudget; owner: BudgetOwner };
+};
+
+/**
+ * Whose share of the budget a body counts against: its client key's, or its address's where keys are not used.
+ * Kept on the connection, so that the requests of a kept-alive connection find it without building a name.
+ */
+function ownerOf(ctx: RequestContext, budget: BodyBudget): BudgetOwner {
+  const socket = ctx.req.socket as OwnedSocket;
+  const known = socket[OWNER];
+  if (known && known.key === ctx.clientKey && known.budget === budget && !known.owner.pruned)
+    return known.owner;
+  const owner = budget.ownerOf(
+    ctx.clientKey ? `key:${ctx.clientKey.name}` : `addr:${socket.remoteAddress ?? ''}`,
+  );
+  socket[OWNER] = { key: ctx.clientKey, budget, owner };
+  return owner;
 }
 
 /**

@@ -79,7 +79,7 @@ export function frontDoor(o: FrontDoorOptions): (req: IncomingMessage, res: Serv
       log: o.log.child({ requestId: id }),
       target,
       route: match?.route,
-      ...(match?.param !== undefined ? { param: match.param } : {}),
+      param: match?.param,
       clientKey: undefined,
       started,
       metrics: o.metrics,

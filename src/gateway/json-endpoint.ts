@@ -126,15 +126,20 @@ function prepare(
   // first one by some upstreams: the model authorised would not be the model served. Go's encoding/json (Ollama,
   // LocalAI, Go proxies) also takes a name that differs only in case (Unicode simple folding) for the field:
   // `"Model"` after `"model"` is the model it serves. So names are compared folded too.
-  const folded = new Set<string>();
   let names = 0;
+  let unfolded = false;
   for (const name in body) {
     names++;
-    folded.add(name.toUpperCase().toLowerCase());
+    unfolded ||= !isFolded(name);
   }
   if (names !== members) throw errors.badJson('the body repeats a field name');
-  if (folded.size !== names)
-    throw errors.badJson('the body repeats a field name in another case (some upstreams read them as one)');
+  // Distinct names that are their own folded forms (lower-case ASCII, what OpenAI's API uses) cannot collide.
+  if (unfolded) {
+    const folded = new Set<string>();
+    for (const name in body) folded.add(name.toUpperCase().toLowerCase());
+    if (folded.size !== names)
+      throw errors.badJson('the body repeats a field name in another case (some upstreams read them as one)');
+  }
   const model = body.model;
   if (typeof model !== 'string' || model === '') throw errors.missingModel();
   const candidates = candidatesFor(table, ctx.clientKey, model);
@@ -162,6 +167,15 @@ function prepare(
       return { data: last, length: last.length };
     },
   };
+}
+
+/** Whether a name is its own folded form for certain: no upper-case ASCII letter and nothing beyond ASCII. */
+function isFolded(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if ((c >= 0x41 && c <= 0x5a) || c >= 0x80) return false;
+  }
+  return true;
 }
 
 const SPLICE_USAGE = Buffer.from(',"stream_options":{"include_usage":true}');

@@ -104,6 +104,7 @@ export class GatewayMetrics {
   readonly snapshotOk: Gauge;
   readonly clientKeys: Gauge;
   readonly logLinesDropped: Counter;
+  readonly bufferedBodies: Gauge<'kind'>;
   readonly clientKeysState: Gauge<'state'>;
   readonly clientRequests: Counter<'client_key' | 'model' | 'status'>;
   readonly clientTokens: Counter<'client_key' | 'model' | 'type'>;
@@ -116,6 +117,7 @@ export class GatewayMetrics {
   private readonly totalsOf = new WeakMap<object, Map<string, RouteTotals>>();
   private readonly inFlightBy = new Map<string, number>();
   private readonly clients = new Map<string, ClientTotals>();
+  private budget: { readonly inUse: number; readonly limit: number } | undefined;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -209,6 +211,19 @@ export class GatewayMetrics {
       help: 'Log lines dropped because they came faster than the log could be written (at most 4 MiB wait).',
       registers,
     });
+    this.bufferedBodies = new Gauge({
+      name: 'plugboard_gateway_buffered_body_bytes',
+      help:
+        'Request-body bytes held across requests (kind="held"; bodies and what parsing them takes) and the ' +
+        'budget (kind="limit"); over it, requests get 503.',
+      labelNames: ['kind'],
+      registers,
+      collect: () => {
+        if (!this.budget) return;
+        this.bufferedBodies.set({ kind: 'held' }, this.budget.inUse);
+        this.bufferedBodies.set({ kind: 'limit' }, this.budget.limit);
+      },
+    });
     this.clientKeys = new Gauge({
       name: 'plugboard_gateway_client_keys',
       help: 'Client keys in use (0 when keys are revoked or not configured).',
@@ -273,6 +288,11 @@ export class GatewayMetrics {
       buckets: [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
       registers,
     });
+  }
+
+  /** The body budget that plugboard_gateway_buffered_body_bytes reports. */
+  watchBudget(budget: { readonly inUse: number; readonly limit: number }): void {
+    this.budget = budget;
   }
 
   /** Counts an error the gateway answered itself; every label value comes from a fixed set in the code. */
