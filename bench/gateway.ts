@@ -481,6 +481,21 @@ function quantile(xs: number[], q: number): number {
 }
 
 /** A serving connection of the bench's snapshot: one model, generous timeouts. */
+/**
+ * A key shaped like a real project key (164 characters, no repeats): the gateway looks for every 12-character
+ * piece of it in the header values it passes, so a short key would measure less work than production does.
+ */
+const BENCH_KEY = (() => {
+  const chars = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+  let x = 42;
+  let key = 'sk-proj-';
+  while (key.length < 164) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    key += chars[x % chars.length];
+  }
+  return key;
+})();
+
 function benchConnection(name: string, url: string, model: string) {
   const ok = { status: 'True', reason: 'Verified', message: '' };
   return {
@@ -488,7 +503,7 @@ function benchConnection(name: string, url: string, model: string) {
     name,
     provider: 'OpenAI',
     url,
-    apiKey: 'sk-bench',
+    apiKey: BENCH_KEY,
     headers: {},
     dropParams: [],
     tags: [],

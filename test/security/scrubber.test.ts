@@ -21,4 +21,16 @@ describe('SecretScrubber', () => {
     expect(s.scrub(masked)).toBe(masked);
     expect(s.scrub('the model sk-proj-abc is unknown')).toBe('the model sk-proj-abc is unknown');
   });
+
+  it('finds any 12-character piece of the key in a short value (a header) and in a long one (a body)', () => {
+    const key = `sk-proj-${'Ab3dE5gH7jK9mN1pQ3sT5vW7yZ9'.repeat(5)}`; // 143 characters: 132 pieces
+    const long = new SecretScrubber(key);
+    for (let i = 0; i + 12 <= key.length; i += 7) {
+      const piece = key.slice(i, i + 12);
+      expect(long.finds(`x=${piece};`), piece).toBe(true); // fewer windows than pieces: looked up
+      expect(long.finds(`${'.'.repeat(400)}${piece}${'.'.repeat(400)}`), piece).toBe(true); // searched
+      expect(long.finds(`x=${piece.slice(1)};`), piece).toBe(false); // 11 characters are not the key
+    }
+    expect(long.finds('application/json; charset=utf-8')).toBe(false);
+  });
 });
