@@ -5,8 +5,9 @@
 export function retryAfterMs(v: string | string[] | undefined, now = Date.now()): number | undefined {
   const s = (Array.isArray(v) ? v[0] : v)?.trim();
   if (!s) return undefined;
-  const secs = Number(s);
-  if (Number.isFinite(secs)) return Math.max(0, secs * 1000);
-  const at = Date.parse(s);
+  if (/^\d+(?:\.\d+)?$/.test(s)) return Number(s) * 1000; // delay-seconds (a fraction tolerated)
+  // An HTTP date names its month (IMF-fixdate, RFC 850 and asctime forms all do); Date.parse alone would read
+  // "-5" as a year.
+  const at = /[A-Za-z]{3}/.test(s) ? Date.parse(s) : Number.NaN;
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
