@@ -40,11 +40,11 @@ export class BodyBudget {
     if (!o) {
       if (this.owners.size >= MAX_OWNERS)
         for (const [k, v] of this.owners)
-          if (v.held === 0) {
+          if (v.held === 0 && v.watchers === 0) {
             v.pruned = true;
             this.owners.delete(k);
           }
-      o = { held: 0 };
+      o = { held: 0, watchers: 0 };
       this.owners.set(name, o);
     }
     return o;
@@ -67,6 +67,8 @@ export class BodyBudget {
 /** One owner's bytes in the budget. */
 export interface BudgetOwner {
   held: number;
+  /** Bodies being watched for this owner: a record in use is never pruned, even while it holds nothing. */
+  watchers: number;
   /** Dropped from the budget's records (it held nothing): a copy kept elsewhere is looked up again. */
   pruned?: boolean;
 }
@@ -119,6 +121,7 @@ export function watchBody(
   let held = 0;
   let size = 0;
   let idle: NodeJS.Timeout | undefined;
+  let watching = false;
   const stop = () => {
     if (idle !== undefined) clearTimeout(idle);
     idle = undefined;
@@ -127,6 +130,10 @@ export function watchBody(
     stop();
     budget.give(held, owner);
     held = 0;
+    if (watching) {
+      watching = false;
+      owner.watchers--;
+    }
   };
   const declared = Number(ctx.req.headers['content-length']);
   if (declared > max) throw errors.tooLarge(max);
@@ -134,6 +141,8 @@ export function watchBody(
     if (!budget.take(declared, owner)) throw busy();
     held = declared;
   }
+  watching = true;
+  owner.watchers++;
   idle = setTimeout(stallTimer, limits.idleMs, onStall);
   return {
     chunk(length) {

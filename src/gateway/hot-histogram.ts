@@ -70,7 +70,7 @@ export class HotHistogram<L extends string> {
 
   /** The cell of one label set (made on first use); keep it, and observe into it. */
   labels(labels: Record<L, string>): HistogramCell {
-    const key = this.labelNames.map((n) => labels[n]).join('\u0000');
+    const key = JSON.stringify(this.labelNames.map((n) => labels[n]));
     let c = this.cells.get(key);
     if (!c) {
       c = new Cell(labels, this.bounds);

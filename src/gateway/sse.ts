@@ -109,7 +109,8 @@ export function extractUsage(obj: Record<string, unknown>): Usage | undefined {
     u = r && typeof r === 'object' ? (r.usage as Record<string, unknown> | undefined) : undefined;
   }
   if (!u || typeof u !== 'object') return undefined;
-  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+  // Token counts: whole and not negative (a negative one would make a counter go down, which Prometheus refuses).
+  const num = (v: unknown) => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? v : undefined);
   const promptTokens = num(u.prompt_tokens) ?? num(u.input_tokens);
   const completionTokens = num(u.completion_tokens) ?? num(u.output_tokens);
   if (promptTokens === undefined && completionTokens === undefined) return undefined;

@@ -5,12 +5,13 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BodyBudget } from '../../src/gateway/body.ts';
+import { BodyBudget, watchBody } from '../../src/gateway/body.ts';
 import { parseClientKeys } from '../../src/gateway/client-keys.ts';
 import { type InFlightHandle, InFlightRequests } from '../../src/gateway/in-flight.ts';
 import { jsonShape } from '../../src/gateway/json-endpoint.ts';
 import { ModelRewriter } from '../../src/gateway/model-rewrite.ts';
 import { readMultipart } from '../../src/gateway/multipart.ts';
+import type { RequestContext } from '../../src/gateway/request-context.ts';
 import { FileSnapshotSource } from '../../src/gateway/snapshot-source.ts';
 import { SseUsageTap, usageFromJsonTail } from '../../src/gateway/sse.ts';
 import { encodeSnapshot } from '../../src/snapshot/codec.ts';
@@ -76,6 +77,12 @@ describe('usage of a JSON reply', () => {
     expect(usageFromJsonTail('{"usage": {"prompt_tokens": 3')).toBeUndefined();
     expect(usageFromJsonTail('{"usage": null}')).toBeUndefined();
     expect(usageFromJsonTail('{"choices":[]}')).toBeUndefined();
+    // a hostile upstream's counts: negative ones would make a Prometheus counter go down and break /metrics
+    expect(usageFromJsonTail('{"usage":{"prompt_tokens":-5,"completion_tokens":1.5}}')).toBeUndefined();
+    expect(usageFromJsonTail('{"usage":{"prompt_tokens":1e300,"completion_tokens":2}}')).toEqual({
+      promptTokens: undefined,
+      completionTokens: 2,
+    });
   });
 });
 
@@ -332,5 +339,26 @@ describe('BodyBudget', () => {
     expect(budget.inUse).toBe(85);
     // a body larger than a quarter is still possible when the largest allowed body says so
     expect(new BodyBudget(100, 60).share).toBe(60);
+  });
+
+  it('never prunes the record of a body being watched, so a client cannot get a second share', () => {
+    const budget = new BodyBudget(400, 0); // share 100
+    const limits = { max: 1000, idleMs: 60_000, budget };
+    const request = (address: string) =>
+      ({
+        req: { headers: {}, socket: { remoteAddress: address } },
+        clientKey: undefined,
+        release: () => undefined,
+      }) as unknown as RequestContext;
+    const a1 = request('10.0.0.1');
+    const upload = watchBody(a1, limits, () => undefined); // chunked, nothing sent yet: holds 0
+    for (let i = 0; i < 5000; i++) budget.ownerOf(`addr:10.1.${i >> 8}.${i & 255}`); // past the pruning bound
+    upload.chunk(100);
+    const a2 = request('10.0.0.1'); // the same client on another connection
+    const second = watchBody(a2, limits, () => undefined);
+    expect(() => second.chunk(1)).toThrow(/busy|capacity|retry/i);
+    a1.release();
+    a2.release();
+    expect(budget.inUse).toBe(0);
   });
 });

@@ -8,6 +8,11 @@ describe('retryAfterMs', () => {
     expect(retryAfterMs(' 1.5 ', now)).toBe(1500);
     expect(retryAfterMs('Wed, 02 Dec 2026 10:00:30 GMT', now)).toBe(30_000);
   });
+  it('never answers more than a day, however far the date or large the number', () => {
+    expect(retryAfterMs('9'.repeat(400), now)).toBe(86_400_000);
+    expect(retryAfterMs('3000000', now)).toBe(86_400_000);
+    expect(retryAfterMs('Fri, 31 Dec 9999 23:59:59 GMT', now)).toBe(86_400_000);
+  });
   it('never answers a negative wait: a past date means now', () => {
     expect(retryAfterMs('Wed, 02 Dec 2026 09:00:00 GMT', now)).toBe(0);
   });

@@ -28,6 +28,7 @@ import {
   adoptToken,
   isTokenDue,
   type MintOutcome,
+  RETRY_AFTER_MAX_MS,
   rememberMint,
   type TokenMemory,
   validToken,
@@ -454,6 +455,13 @@ describe('the refresh schedule', () => {
     // once expired, retries back off to one a minute (+20% jitter at most)
     for (let i = 0; i < 20; i++) m = rememberMint(m, 'f', down, now, () => 1);
     expect(m.refreshAt - now).toBe(72_000);
+  });
+
+  it("honours an identity provider's Retry-After up to 10 minutes, never days (nor an overflowing timer)", () => {
+    const busy = (retryAfterMs: number): MintOutcome => ({ ...down, retryAfterMs });
+    expect(rememberMint(undefined, 'f', busy(120_000), at, () => 0.5).refreshAt - at).toBe(120_000);
+    for (const huge of [3_000_000_000, Number.POSITIVE_INFINITY])
+      expect(rememberMint(undefined, 'f', busy(huge), at, () => 0.5).refreshAt - at).toBe(RETRY_AFTER_MAX_MS);
   });
 
   it('a changed identity asks again at once and drops the token of the old one', () => {

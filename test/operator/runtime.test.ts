@@ -274,6 +274,11 @@ describe('connection status plan', () => {
     };
     const m = rememberOutcome(undefined, fp, limited, 300_000, 0);
     expect(m.nextDueAt).toBe(120_000);
+    // never beyond the verification interval: a hostile upstream cannot park a connection unverified for days
+    for (const huge of [3_000_000_000, Number.POSITIVE_INFINITY])
+      expect(rememberOutcome(undefined, fp, { ...limited, retryAfterMs: huge }, 300_000, 0).nextDueAt).toBe(
+        300_000,
+      );
     const fail = { ok: false as const, reason: 'UpstreamError' as const, message: '', durationMs: 1 };
     const f1 = rememberOutcome(undefined, fp, fail, 300_000, 0);
     const f4 = rememberOutcome(

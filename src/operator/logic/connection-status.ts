@@ -107,7 +107,9 @@ export function rememberOutcome(
   let delay = jittered(intervalMs);
   if (!healthy) {
     delay = Math.min(intervalMs, jittered(FAILURE_BACKOFF_BASE_MS * 2 ** (failures - 1)));
-    if (!outcome.ok && outcome.retryAfterMs !== undefined) delay = Math.max(delay, outcome.retryAfterMs);
+    // An upstream's Retry-After is honoured up to the verification interval, never beyond it.
+    if (!outcome.ok && outcome.retryAfterMs !== undefined)
+      delay = Math.max(delay, Math.min(outcome.retryAfterMs, intervalMs));
   }
   return {
     fingerprint,

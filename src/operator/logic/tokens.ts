@@ -20,6 +20,8 @@ export const REFRESH_MARGIN_MS = 5 * 60_000;
  */
 export const RETRY_BASE_MS = 2_000;
 export const RETRY_MAX_MS = 60_000;
+/** The longest Retry-After an identity provider gets honoured for. */
+export const RETRY_AFTER_MAX_MS = 10 * 60_000;
 
 export interface HeldToken {
   value: string;
@@ -87,7 +89,10 @@ export function rememberMint(
   const same = prev?.fingerprint === fingerprint;
   const failures = (same ? (prev?.failures ?? 0) : 0) + 1;
   let delay = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (failures - 1)) * (0.8 + random() * 0.4);
-  if (outcome.retryAfterMs !== undefined) delay = Math.max(delay, outcome.retryAfterMs);
+  // The identity provider's Retry-After is honoured up to RETRY_AFTER_MAX_MS: a hostile or broken one must not park
+  // the connection without a token for days (or overflow a timer into a 1 ms requeue loop).
+  if (outcome.retryAfterMs !== undefined)
+    delay = Math.max(delay, Math.min(outcome.retryAfterMs, RETRY_AFTER_MAX_MS));
   const token = same ? prev?.token : undefined;
   const remaining = token ? token.expiresAt - now : 0;
   if (remaining > 0) delay = Math.min(delay, Math.max(RETRY_BASE_MS / 2, remaining / 2));

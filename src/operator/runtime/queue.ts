@@ -3,6 +3,10 @@
  * one worker at a time (adding it while in flight marks it dirty, so it runs once more afterwards); failures are
  * retried with per-key exponential backoff with jitter; a global token bucket caps the overall rate.
  */
+
+/** The longest delay setTimeout takes (2^31 - 1 ms, about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export interface QueueOptions {
   baseDelayMs?: number;
   maxDelayMs?: number;
@@ -102,6 +106,7 @@ export class WorkQueue {
       this.add(key);
       return;
     }
+    ms = Math.min(ms, MAX_TIMER_MS); // Node runs a longer (or infinite) timer after 1 ms
     const at = performance.now() + ms;
     const existing = this.timers.get(key);
     if (existing && existing.at <= at) return;
