@@ -89,8 +89,6 @@ export interface BodyLimits {
   budget: BodyBudget;
 }
 
-const busy = errors.busy;
-
 const stalled = () =>
   new GatewayError(408, 'The request body stopped arriving; send it without long pauses.', {
     code: 'request_timeout',
@@ -138,7 +136,7 @@ export function watchBody(
   const declared = Number(ctx.req.headers['content-length']);
   if (declared > max) throw errors.tooLarge(max);
   if (declared > 0) {
-    if (!budget.take(declared, owner)) throw busy();
+    if (!budget.take(declared, owner)) throw errors.busy();
     held = declared;
   }
   watching = true;
@@ -150,7 +148,7 @@ export function watchBody(
       size += length;
       if (size > max) throw errors.tooLarge(max);
       if (size > held) {
-        if (!budget.take(size - held, owner)) throw busy();
+        if (!budget.take(size - held, owner)) throw errors.busy();
         held = size;
       }
     },

@@ -79,10 +79,6 @@ export class HotHistogram<L extends string> {
     return c;
   }
 
-  observe(labels: Record<L, string>, value: number): void {
-    this.labels(labels).observe(value);
-  }
-
   /** For the registry's text formats: each line's `le` first, then the series' labels. */
   async getForPromString(): Promise<{
     name: string;

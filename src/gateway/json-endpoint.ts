@@ -108,10 +108,10 @@ function prepare(
   table: RouteTable | undefined,
   ctx: RequestContext,
   endpoint: Endpoint,
-  raw: Buffer | undefined,
+  raw: Buffer,
   shape: JsonShape,
 ): ProxyCall {
-  if (!raw || raw.length === 0) throw errors.badJson('the body is empty');
+  if (raw.length === 0) throw errors.badJson('the body is empty');
   const { members } = shape;
   let parsed: unknown;
   try {

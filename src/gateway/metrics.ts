@@ -18,18 +18,16 @@ export interface RequestRecord {
   clientKey?: string;
 }
 
-type Observer = HistogramCell;
-
 /** The OpenTelemetry GenAI series of one route, made when the route is first recorded with its upstream. */
 interface GenAiSeries {
   /** What the labels were made from: a connection whose URL or provider changes gets new series. */
   from: { url: string; provider: string };
   labels: GenAiLabels;
   /** By error_type: '' for a success, else the HTTP status of the failed call. */
-  duration: Map<string, Observer>;
-  input: Observer;
-  output: Observer;
-  ttft: Observer;
+  duration: Map<string, HistogramCell>;
+  input: HistogramCell;
+  output: HistogramCell;
+  ttft: HistogramCell;
 }
 
 /** Plain totals of one (connection, model, endpoint), folded into prom-client's series at scrape time. */
@@ -38,9 +36,9 @@ interface RouteTotals {
   byStatus: Map<number, number>;
   promptTokens: number;
   completionTokens: number;
-  duration: Observer;
+  duration: HistogramCell;
   /** Made on the route's first streamed response. */
-  ttft?: Observer;
+  ttft?: HistogramCell;
   genAi?: GenAiSeries;
 }
 
