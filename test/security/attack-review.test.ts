@@ -16,7 +16,7 @@ import type { Snapshot } from '../../src/snapshot/schema.ts';
 import { type GatewayProcess, spawnPlugboard } from '../reliability/process.ts';
 import { freePort } from '../support/control-plane.ts';
 import { type RawResponse, rawExchange, rawRequest } from '../support/raw-http.ts';
-import { listenOnLoopback, oneConnectionSnapshot } from './hostile-upstream.ts';
+import { completion, listenOnLoopback, oneConnectionSnapshot } from './hostile-upstream.ts';
 
 const PROVIDER_KEY = 'sk-provider-Zq8vXw3Lm5Np7Rt9Hk2Jd4Fg6';
 const CLIENT_KEY = 'pb-review-client-key-0123456789';
@@ -110,16 +110,7 @@ async function upstream(): Promise<Upstream> {
         return;
       }
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(
-        JSON.stringify({
-          id: 'chatcmpl-review',
-          object: 'chat.completion',
-          created: 0,
-          model,
-          choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
-          usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
-        }),
-      );
+      res.end(JSON.stringify(completion(model)));
     });
   });
   return { ...(await listenOnLoopback(server)), seen };

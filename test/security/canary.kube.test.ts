@@ -135,16 +135,7 @@ describe('a canary key never leaks', () => {
     await eventually(async () => gw.routes() !== undefined, 'gateway loaded the snapshot');
 
     const bodies: string[] = [];
-    const chat = async (model: string, stream = false) => {
-      const res = await fetch(`${gwUrl}/v1/chat/completions`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model, stream, messages: [{ role: 'user', content: `hi ${model}` }] }),
-      });
-      const text = await res.text();
-      bodies.push(text);
-      return { status: res.status, text };
-    };
+    const chat = chatter(gwUrl, bodies);
     expect((await chat('good-model')).status).toBe(200);
     expect((await chat('good-model', true)).status).toBe(200);
     const failed = await chat('flaky-model');
@@ -334,16 +325,7 @@ describe('access tokens and the credentials behind them never leak', () => {
     const url = await gateway.listen('127.0.0.1', 0);
     const bodies: string[] = [];
     try {
-      const chat = async (model: string, stream = false) => {
-        const res = await fetch(`${url}/v1/chat/completions`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ model, stream, messages: [{ role: 'user', content: `hi ${model}` }] }),
-        });
-        const text = await res.text();
-        bodies.push(text);
-        return { status: res.status, text };
-      };
+      const chat = chatter(url, bodies);
       await eventually(
         async () => (await chat('google/gemini-2.5-flash')).status === 200,
         'the gateway serving Vertex AI',
@@ -450,3 +432,17 @@ describe('the API server (CEL) and zod agree on every hostile URL', () => {
     });
   }
 });
+
+/** A chat completion through the gateway at `url`, keeping every answer's body in `bodies` for the canary checks. */
+function chatter(url: string, bodies: string[]) {
+  return async (model: string, stream = false) => {
+    const res = await fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model, stream, messages: [{ role: 'user', content: `hi ${model}` }] }),
+    });
+    const text = await res.text();
+    bodies.push(text);
+    return { status: res.status, text };
+  };
+}

@@ -148,7 +148,8 @@ export function oneConnectionSnapshot(
   };
 }
 
-function completion(model: string) {
+/** A minimal non-streamed chat completion answering `model`. */
+export function completion(model: string) {
   return {
     id: 'chatcmpl-hostile',
     object: 'chat.completion',
