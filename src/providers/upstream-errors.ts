@@ -67,20 +67,18 @@ export class SecretScrubber {
    * Every run of GRAM characters of the secret: a piece that long is the secret's even when the rest was cut off
    * or changed (an upstream that echoes the key without its last characters still gives most of it away).
    */
-  private readonly grams: readonly string[];
-  private readonly gramSet: ReadonlySet<string>;
+  private readonly grams: ReadonlySet<string>;
 
   constructor(secret: string, mask = '***') {
     this.forms = secret.length >= 4 ? secretForms(secret) : [];
     const grams = new Set<string>();
     if (secret.length >= 2 * GRAM)
       for (let i = 0; i + GRAM <= secret.length; i++) grams.add(secret.slice(i, i + GRAM));
-    this.grams = [...grams];
-    this.gramSet = grams;
+    this.grams = grams;
     this.longest = this.forms.reduce((n, f) => Math.max(n, f.length), 0);
     this.shortest = Math.min(
       this.forms.reduce((n, f) => Math.min(n, f.length), Number.POSITIVE_INFINITY),
-      this.grams.length > 0 ? GRAM : Number.POSITIVE_INFINITY,
+      this.grams.size > 0 ? GRAM : Number.POSITIVE_INFINITY,
     );
     this.mask = mask;
   }
@@ -90,15 +88,16 @@ export class SecretScrubber {
     if (this.forms.length === 0 || text.length < this.shortest) return false;
     const t = unescapeJsonAscii(text);
     if (this.forms.some((f) => t.includes(f))) return true;
-    if (this.grams.length === 0 || t.length < GRAM) return false;
+    if (this.grams.size === 0 || t.length < GRAM) return false;
     // A short text (a header value) has fewer GRAM-long windows than the secret has pieces: each window is looked
     // up, instead of searching the text once per piece (a 164-character key has 153).
     const windows = t.length - GRAM + 1;
-    if (windows < this.grams.length) {
-      for (let i = 0; i < windows; i++) if (this.gramSet.has(t.slice(i, i + GRAM))) return true;
+    if (windows < this.grams.size) {
+      for (let i = 0; i < windows; i++) if (this.grams.has(t.slice(i, i + GRAM))) return true;
       return false;
     }
-    return this.grams.some((g) => t.includes(g));
+    for (const g of this.grams) if (t.includes(g)) return true;
+    return false;
   }
 
   /**
@@ -127,7 +126,7 @@ export class SecretScrubber {
 
   /** Masks every stretch of text made of pieces of the secret GRAM characters long. */
   private maskPieces(text: string): string {
-    if (this.grams.length === 0 || text.length < GRAM) return text;
+    if (this.grams.size === 0 || text.length < GRAM) return text;
     const ranges: [number, number][] = [];
     for (const g of this.grams) {
       for (let i = text.indexOf(g); i >= 0; i = text.indexOf(g, i + 1)) ranges.push([i, i + GRAM]);
